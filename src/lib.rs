@@ -1,1 +1,17 @@
+//! faultline: OpenTelemetry trace analysis that explains HTTP 500s.
+//!
+//! Spans arrive over OTLP ([`ingest`]), are grouped into traces ([`assembly`]), and each
+//! completed trace is handed to the analysis stage ([`pipeline`]). [`app`] wires the
+//! stages and owns the ordered shutdown; [`config`] turns flags, environment and file into
+//! one validated configuration.
+#![deny(missing_docs)]
 
+pub mod api;
+pub mod app;
+pub mod assembly;
+pub mod config;
+pub mod ingest;
+pub mod model;
+pub mod pipeline;
+pub mod synth;
+pub mod telemetry;

@@ -1,1 +1,63 @@
-fn main(){}
+//! The `faultline` binary: flags → config → logging → runtime → `app::run` → exit code.
+
+use clap::Parser;
+use faultline::config::{self, Cli, Command};
+use faultline::pipeline::CountingStage;
+use faultline::telemetry::{self, metrics::Metrics};
+
+// Decoding OTLP is dominated by allocation; mimalloc roughly doubles it (ECOSYSTEM.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = match config::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(e) = telemetry::init_logging(&config.log_level) {
+        eprintln!("faultline: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let metrics = Metrics::default();
+    let stage = Box::new(CountingStage::new(metrics.clone()));
+    match runtime.block_on(faultline::app::run(config, stage, metrics, shutdown_signal())) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("faultline: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,74 @@
+//! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz` and `/metrics`.
+//!
+//! `router(state)` is a plain axum `Router`, so tests drive it with `oneshot` as well as
+//! over a socket.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+
+use crate::assembly::Assembler;
+use crate::telemetry::metrics::Metrics;
+
+/// What the API handlers read.
+pub struct ApiState {
+    /// The metric registry.
+    pub registry: Registry,
+    /// Metric handles (gauges are refreshed at scrape time).
+    pub metrics: Metrics,
+    /// The trace buffer, for gauges and readiness.
+    pub assembler: Arc<Assembler>,
+    /// Set once every listener is bound and serving.
+    pub listeners_up: AtomicBool,
+}
+
+/// The API router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+    if !s.listeners_up.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "listeners starting\n").into_response()
+    } else if s.assembler.is_refusing() {
+        (StatusCode::SERVICE_UNAVAILABLE, "refusing data: span buffer full\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
+    }
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    s.metrics.traces_buffered.set(s.assembler.buffered_traces() as i64);
+    s.metrics.spans_buffered.set(s.assembler.buffered_spans() as i64);
+    s.metrics.analysis_queue_depth.set(s.assembler.queue_depth() as i64);
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let mut body = String::new();
+    let (encoded, content_type) = if wants_openmetrics {
+        (prometheus_client::encoding::text::encode(&mut body, &s.registry), OPENMETRICS)
+    } else {
+        (prometheus_client::encoding::prometheus_text::encode(&mut body, &s.registry), PROMETHEUS_TEXT)
+    };
+    match encoded {
+        Ok(()) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) => {
+            tracing::error!("encoding metrics: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response()
+        }
+    }
+}

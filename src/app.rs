@@ -1,0 +1,236 @@
+//! Wiring: listeners, receivers, the trace buffer and its sweeper, the analysis stage,
+//! the API; and the ordered shutdown of DESIGN §1.
+//!
+//! Shutdown order: receivers stop accepting and finish in-flight requests → the sweeper
+//! stops → every buffered trace is handed to analysis (trigger `shutdown`) → the hand-off
+//! closes and the analysis thread drains the channel → the API listener stops last, so
+//! `/metrics` stays scrapeable while the service drains. All of it under
+//! `--shutdown-timeout`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::assembly::{Assembler, Completion};
+use crate::config::Config;
+use crate::ingest::convert::EntryRule;
+use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
+use crate::ingest::{self, Clock, Ingest};
+use crate::pipeline::{self, TraceSink};
+use crate::telemetry::metrics::Metrics;
+
+/// A running service.
+pub struct Service {
+    /// Bound OTLP/gRPC address.
+    pub otlp_grpc_addr: SocketAddr,
+    /// Bound OTLP/HTTP address.
+    pub otlp_http_addr: SocketAddr,
+    /// Bound API address.
+    pub http_addr: SocketAddr,
+    receivers_stop: CancellationToken,
+    receivers: Vec<JoinHandle<anyhow::Result<()>>>,
+    api_stop: CancellationToken,
+    api: JoinHandle<anyhow::Result<()>>,
+    sweeper: JoinHandle<()>,
+    assembler: Arc<Assembler>,
+    stage: std::thread::JoinHandle<()>,
+    metrics: Metrics,
+    clock: Clock,
+    shutdown_timeout: Duration,
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownSummary {
+    /// Traces handed to analysis by the final flush.
+    pub traces_flushed: usize,
+    /// Traces the analysis stage processed over the service's life.
+    pub traces_analyzed: u64,
+    /// Spans the analysis stage processed over the service's life.
+    pub spans_analyzed: u64,
+    /// Spans still buffered at exit (0 unless the deadline passed).
+    pub spans_left: usize,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for {what}"))
+}
+
+/// Binds every listener and starts every stage.
+///
+/// # Errors
+/// A listener cannot be bound, or the analysis thread cannot start.
+pub async fn start(config: &Config, sink: Box<dyn TraceSink>, metrics: Metrics) -> anyhow::Result<Service> {
+    let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
+    let otlp_http_listener = bind(config.otlp_http_listen, "OTLP/HTTP").await?;
+    let api_listener = bind(config.http_listen, "the HTTP API").await?;
+    let otlp_grpc_addr = grpc_listener.local_addr()?;
+    let otlp_http_addr = otlp_http_listener.local_addr()?;
+    let http_addr = api_listener.local_addr()?;
+
+    let clock = Clock::start();
+    let a = &config.assembly;
+    let (tx, rx) = tokio::sync::mpsc::channel(a.analysis_queue_size);
+    let completion =
+        Completion { idle_ms: a.trace_idle.as_millis() as u64, max_age_ms: a.trace_max_age.as_millis() as u64 };
+    let assembler = Arc::new(Assembler::new(
+        completion,
+        a.max_buffered_spans,
+        a.late_span_window.as_millis() as u64,
+        tx,
+        metrics.clone(),
+    ));
+    let stage = pipeline::spawn(rx, sink).context("cannot start the analysis thread")?;
+    let ingest = Arc::new(Ingest::new(
+        Arc::clone(&assembler),
+        EntryRule::default(),
+        metrics.clone(),
+        clock,
+        config.ingest.max_request_size,
+    ));
+
+    let receivers_stop = CancellationToken::new();
+    let grpc = {
+        let stop = receivers_stop.clone();
+        let service = OtlpGrpcReceiver::service(Arc::clone(&ingest));
+        let layer = OtlpStatusLayer::new(metrics.clone());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+                .context("OTLP/gRPC server")
+        })
+    };
+    let otlp_http = {
+        let stop = receivers_stop.clone();
+        let router = ingest::http::router(Arc::clone(&ingest));
+        tokio::spawn(async move {
+            axum::serve(otlp_http_listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("OTLP/HTTP server")
+        })
+    };
+
+    let state = Arc::new(ApiState {
+        registry: metrics.registry(),
+        metrics: metrics.clone(),
+        assembler: Arc::clone(&assembler),
+        listeners_up: false.into(),
+    });
+    let api_stop = CancellationToken::new();
+    let api = {
+        let stop = api_stop.clone();
+        let router = api::router(Arc::clone(&state));
+        tokio::spawn(async move {
+            axum::serve(api_listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("API server")
+        })
+    };
+
+    let sweeper = {
+        let assembler = Arc::clone(&assembler);
+        let stop = receivers_stop.clone();
+        // Sweep often enough that a trace completes within ~1/4 of its idle time late.
+        let period = (a.trace_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => { assembler.sweep(clock.now_ms()); }
+                }
+            }
+        })
+    };
+    state.listeners_up.store(true, Ordering::Relaxed);
+    tracing::info!("listening for OTLP/gRPC on {otlp_grpc_addr}");
+    tracing::info!("listening for OTLP/HTTP on {otlp_http_addr}");
+    tracing::info!("listening for the HTTP API on {http_addr}");
+    Ok(Service {
+        otlp_grpc_addr,
+        otlp_http_addr,
+        http_addr,
+        receivers_stop,
+        receivers: vec![grpc, otlp_http],
+        api_stop,
+        api,
+        sweeper,
+        assembler,
+        stage,
+        metrics,
+        clock,
+        shutdown_timeout: config.shutdown_timeout,
+    })
+}
+
+impl Service {
+    /// The assembler (tests and benches look at its counts).
+    pub fn assembler(&self) -> &Arc<Assembler> {
+        &self.assembler
+    }
+
+    /// Ordered shutdown (module doc). Returns what was flushed and analysed.
+    ///
+    /// # Errors
+    /// The deadline passed before the buffer was analysed, or a server failed.
+    pub async fn stop(self) -> anyhow::Result<ShutdownSummary> {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        self.receivers_stop.cancel();
+        for r in self.receivers {
+            match tokio::time::timeout_at(deadline, r).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!("{e:#}"),
+                Ok(Err(e)) => tracing::error!("receiver task: {e}"),
+                Err(_) => tracing::warn!("receivers still had requests in flight at the shutdown deadline"),
+            }
+        }
+        let _ = self.sweeper.await;
+        let flushed = tokio::time::timeout_at(deadline, self.assembler.drain(self.clock.now_ms())).await;
+        self.assembler.close();
+        let stage = self.stage;
+        let joined = tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || stage.join())).await;
+        self.api_stop.cancel();
+        let _ = self.api.await;
+        let summary = ShutdownSummary {
+            traces_flushed: flushed.as_ref().copied().unwrap_or(0),
+            traces_analyzed: self.metrics.traces_analyzed.get(),
+            spans_analyzed: self.metrics.spans_analyzed.get(),
+            spans_left: self.assembler.buffered_spans(),
+        };
+        if flushed.is_err() || joined.is_err() {
+            anyhow::bail!("shutdown deadline passed with analysis unfinished: {summary:?}");
+        }
+        Ok(summary)
+    }
+}
+
+/// Runs the service until `shutdown` resolves, then stops it in order.
+///
+/// # Errors
+/// Start-up failed, or shutdown missed its deadline.
+pub async fn run(config: Config, sink: Box<dyn TraceSink>, metrics: Metrics, shutdown: impl Future<Output = ()>) -> anyhow::Result<ShutdownSummary> {
+    let service = start(&config, sink, metrics).await?;
+    shutdown.await;
+    tracing::info!("shutting down: analysing {} buffered spans", service.assembler.buffered_spans());
+    let summary = service.stop().await?;
+    tracing::info!(
+        "shutdown complete: traces_flushed={} traces_analyzed={} spans_analyzed={} spans_left={}",
+        summary.traces_flushed,
+        summary.traces_analyzed,
+        summary.spans_analyzed,
+        summary.spans_left
+    );
+    Ok(summary)
+}

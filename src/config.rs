@@ -1,0 +1,366 @@
+//! Configuration: command-line flags, `FAULTLINE_*` environment variables and an optional
+//! TOML file, merged once into one validated [`Config`] (flag > env > file > default).
+//!
+//! Nothing else in the crate reads the environment. Every raw value is parsed here, and a
+//! bad value stops start-up with a message naming the option.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Errors turning raw options into a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An option had a value that does not parse or is out of range.
+    #[error("invalid value {value:?} for --{option}: {reason}")]
+    Invalid {
+        /// The option's flag name, without dashes.
+        option: &'static str,
+        /// The raw value.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML for faultline.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, naming the key.
+        message: String,
+    },
+}
+
+/// `faultline`: explains the HTTP 500s in your OpenTelemetry traces.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the service (also accepted without `serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve(ServeArgs),
+}
+
+/// Raw service options as given on the command line or in the environment. Every field
+/// is optional so that the TOML file and the defaults can fill the gaps.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML file with options (keys are the flag names, e.g. `trace-idle = "10s"`).
+    #[arg(long, env = "FAULTLINE_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_LISTEN", value_name = "ADDR")]
+    pub otlp_grpc_listen: Option<String>,
+
+    /// OTLP/HTTP listen address (`POST /v1/traces`) [default: 127.0.0.1:4318].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_LISTEN", value_name = "ADDR")]
+    pub otlp_http_listen: Option<String>,
+
+    /// Listen address of /metrics, /api/v1, /healthz and /readyz [default: 127.0.0.1:9464].
+    #[arg(long, env = "FAULTLINE_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<String>,
+
+    /// Largest accepted OTLP request after decompression; larger ones get 413 /
+    /// RESOURCE_EXHAUSTED [default: 4MiB].
+    #[arg(long, env = "FAULTLINE_MAX_REQUEST_SIZE", value_name = "SIZE")]
+    pub max_request_size: Option<String>,
+
+    /// A trace is analysed when none of its spans arrived for this long [default: 10s].
+    #[arg(long, env = "FAULTLINE_TRACE_IDLE", value_name = "DURATION")]
+    pub trace_idle: Option<String>,
+
+    /// A trace is analysed at the latest this long after its first span arrived [default: 60s].
+    #[arg(long, env = "FAULTLINE_TRACE_MAX_AGE", value_name = "DURATION")]
+    pub trace_max_age: Option<String>,
+
+    /// Most spans held in memory; beyond it the oldest traces are analysed early, then
+    /// senders are asked to retry [default: 1000000].
+    #[arg(long, env = "FAULTLINE_MAX_BUFFERED_SPANS", value_name = "N")]
+    pub max_buffered_spans: Option<String>,
+
+    /// Completed traces waiting for the analysis stage; when full, traces stay buffered
+    /// [default: 4096].
+    #[arg(long, env = "FAULTLINE_ANALYSIS_QUEUE_SIZE", value_name = "N")]
+    pub analysis_queue_size: Option<String>,
+
+    /// How long a late span's trace id is remembered after its trace was analysed
+    /// [default: 5m].
+    #[arg(long, env = "FAULTLINE_LATE_SPAN_WINDOW", value_name = "DURATION")]
+    pub late_span_window: Option<String>,
+
+    /// On SIGTERM/SIGINT, time allowed to analyse what is buffered and flush [default: 20s].
+    #[arg(long, env = "FAULTLINE_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+
+    /// Log filter in `RUST_LOG` syntax [default: info].
+    #[arg(long, env = "FAULTLINE_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// The validated configuration of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// OTLP/gRPC listener.
+    pub otlp_grpc_listen: SocketAddr,
+    /// OTLP/HTTP listener.
+    pub otlp_http_listen: SocketAddr,
+    /// API, metrics and health listener.
+    pub http_listen: SocketAddr,
+    /// Ingest limits.
+    pub ingest: IngestConfig,
+    /// Trace assembly.
+    pub assembly: AssemblyConfig,
+    /// Shutdown deadline.
+    pub shutdown_timeout: Duration,
+    /// Log filter.
+    pub log_level: String,
+}
+
+/// Limits of the OTLP receivers.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Largest request after decompression, bytes.
+    pub max_request_size: usize,
+}
+
+/// Trace assembly policy.
+#[derive(Debug, Clone)]
+pub struct AssemblyConfig {
+    /// Idle time after which a trace is complete.
+    pub trace_idle: Duration,
+    /// Age after which a trace is complete regardless.
+    pub trace_max_age: Duration,
+    /// Span budget.
+    pub max_buffered_spans: usize,
+    /// Capacity of the hand-off channel to analysis, in traces.
+    pub analysis_queue_size: usize,
+    /// How long analysed trace ids are remembered to recognise late spans.
+    pub late_span_window: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are valid by construction: an empty set of raw options resolves.
+        resolve(ServeArgs::default()).expect("built-in defaults are valid")
+    }
+}
+
+impl ServeArgs {
+    /// Fills every option that is unset here from `lower` (used for env/flag over file).
+    fn or(self, lower: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config.or(lower.config),
+            otlp_grpc_listen: self.otlp_grpc_listen.or(lower.otlp_grpc_listen),
+            otlp_http_listen: self.otlp_http_listen.or(lower.otlp_http_listen),
+            http_listen: self.http_listen.or(lower.http_listen),
+            max_request_size: self.max_request_size.or(lower.max_request_size),
+            trace_idle: self.trace_idle.or(lower.trace_idle),
+            trace_max_age: self.trace_max_age.or(lower.trace_max_age),
+            max_buffered_spans: self.max_buffered_spans.or(lower.max_buffered_spans),
+            analysis_queue_size: self.analysis_queue_size.or(lower.analysis_queue_size),
+            late_span_window: self.late_span_window.or(lower.late_span_window),
+            shutdown_timeout: self.shutdown_timeout.or(lower.shutdown_timeout),
+            log_level: self.log_level.or(lower.log_level),
+        }
+    }
+}
+
+/// Reads the optional TOML file named by `--config`.
+///
+/// # Errors
+/// The file cannot be read, is not TOML, or has an unknown key or a wrong type.
+pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    parse_file(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+}
+
+/// Parses TOML text; values may be strings or (for counts) integers.
+fn parse_file(text: &str) -> Result<ServeArgs, String> {
+    // Accept `max-buffered-spans = 1000` as well as `"1000"`: turn scalars into strings.
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    for (_, v) in table.iter_mut() {
+        match v {
+            toml::Value::Integer(i) => *v = toml::Value::String(i.to_string()),
+            toml::Value::Float(f) => *v = toml::Value::String(f.to_string()),
+            toml::Value::Boolean(b) => *v = toml::Value::String(b.to_string()),
+            _ => {}
+        }
+    }
+    ServeArgs::deserialize(table).map_err(|e| e.to_string())
+}
+
+/// Merges flags/env with the TOML file they name, then resolves defaults and validates.
+///
+/// # Errors
+/// See [`ConfigError`].
+pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
+    let merged = match &args.config {
+        Some(path) => args.clone().or(read_file(path)?),
+        None => args,
+    };
+    resolve(merged)
+}
+
+fn invalid(option: &'static str, value: &str, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid { option, value: value.to_string(), reason: reason.to_string() }
+}
+
+fn addr(option: &'static str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    let v = raw.unwrap_or_else(|| default.to_string());
+    v.parse().map_err(|_| invalid(option, &v, "expected HOST:PORT with an IP address, e.g. 127.0.0.1:4317"))
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h 30m`.
+fn duration(option: &'static str, raw: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let v = raw.unwrap_or_else(|| default.to_string());
+    let d = humantime::parse_duration(&v)
+        .map_err(|e| invalid(option, &v, format!("{e}; expected a duration like 500ms, 5s or 2m")))?;
+    if d.is_zero() {
+        return Err(invalid(option, &v, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses `4MiB`, `512KiB`, `1MB`, `1048576`.
+fn size(option: &'static str, raw: Option<String>, default: &str) -> Result<usize, ConfigError> {
+    let v = raw.unwrap_or_else(|| default.to_string());
+    let b: bytesize::ByteSize =
+        v.parse().map_err(|e| invalid(option, &v, format!("{e}; expected a size like 4MiB")))?;
+    let n = usize::try_from(b.as_u64()).map_err(|_| invalid(option, &v, "too large"))?;
+    if n == 0 {
+        return Err(invalid(option, &v, "must be greater than zero"));
+    }
+    Ok(n)
+}
+
+fn count(option: &'static str, raw: Option<String>, default: usize) -> Result<usize, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(v) => match v.trim().replace('_', "").parse::<usize>() {
+            Ok(0) => Err(invalid(option, &v, "must be greater than zero")),
+            Ok(n) => Ok(n),
+            Err(e) => Err(invalid(option, &v, e)),
+        },
+    }
+}
+
+/// Resolves defaults and validates every option.
+///
+/// # Errors
+/// The first invalid option, named.
+pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
+    let trace_idle = duration("trace-idle", a.trace_idle, "10s")?;
+    let trace_max_age = duration("trace-max-age", a.trace_max_age, "60s")?;
+    if trace_max_age < trace_idle {
+        return Err(invalid(
+            "trace-max-age",
+            &humantime::format_duration(trace_max_age).to_string(),
+            "must not be shorter than --trace-idle",
+        ));
+    }
+    let log_level = a.log_level.unwrap_or_else(|| "info".to_string());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(invalid("log-level", &log_level, "expected a filter like info or faultline=debug"));
+    }
+    Ok(Config {
+        otlp_grpc_listen: addr("otlp-grpc-listen", a.otlp_grpc_listen, "127.0.0.1:4317")?,
+        otlp_http_listen: addr("otlp-http-listen", a.otlp_http_listen, "127.0.0.1:4318")?,
+        http_listen: addr("http-listen", a.http_listen, "127.0.0.1:9464")?,
+        ingest: IngestConfig { max_request_size: size("max-request-size", a.max_request_size, "4MiB")? },
+        assembly: AssemblyConfig {
+            trace_idle,
+            trace_max_age,
+            max_buffered_spans: count("max-buffered-spans", a.max_buffered_spans, 1_000_000)?,
+            analysis_queue_size: count("analysis-queue-size", a.analysis_queue_size, 4096)?,
+            late_span_window: duration("late-span-window", a.late_span_window, "5m")?,
+        },
+        shutdown_timeout: duration("shutdown-timeout", a.shutdown_timeout, "20s")?,
+        log_level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::default();
+        assert_eq!(c.otlp_grpc_listen.to_string(), "127.0.0.1:4317");
+        assert_eq!(c.otlp_http_listen.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.ingest.max_request_size, 4 * 1024 * 1024);
+        assert_eq!(c.assembly.trace_idle, Duration::from_secs(10));
+        assert_eq!(c.assembly.trace_max_age, Duration::from_secs(60));
+        assert_eq!(c.assembly.max_buffered_spans, 1_000_000);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let a = ServeArgs { trace_idle: Some("soon".into()), ..Default::default() };
+        let e = resolve(a).unwrap_err().to_string();
+        assert!(e.contains("--trace-idle"), "{e}");
+        let a = ServeArgs { max_request_size: Some("4 parsecs".into()), ..Default::default() };
+        assert!(resolve(a).unwrap_err().to_string().contains("--max-request-size"));
+        let a = ServeArgs { otlp_grpc_listen: Some("localhost".into()), ..Default::default() };
+        assert!(resolve(a).unwrap_err().to_string().contains("--otlp-grpc-listen"));
+        let a = ServeArgs { max_buffered_spans: Some("0".into()), ..Default::default() };
+        assert!(resolve(a).unwrap_err().to_string().contains("--max-buffered-spans"));
+    }
+
+    #[test]
+    fn sizes_and_durations_use_the_documented_forms() {
+        let a = ServeArgs {
+            max_request_size: Some("512KiB".into()),
+            trace_idle: Some("500ms".into()),
+            trace_max_age: Some("2m".into()),
+            ..Default::default()
+        };
+        let c = resolve(a).unwrap();
+        assert_eq!(c.ingest.max_request_size, 512 * 1024);
+        assert_eq!(c.assembly.trace_idle, Duration::from_millis(500));
+        assert_eq!(c.assembly.trace_max_age, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = parse_file("trace-idle = \"3s\"\nmax-buffered-spans = 500\nhttp-listen = \"127.0.0.1:1\"")
+            .unwrap();
+        let flags = ServeArgs { trace_idle: Some("1s".into()), ..Default::default() };
+        let c = resolve(flags.or(file)).unwrap();
+        assert_eq!(c.assembly.trace_idle, Duration::from_secs(1));
+        assert_eq!(c.assembly.max_buffered_spans, 500);
+        assert_eq!(c.http_listen.port(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let e = parse_file("trace-idel = \"3s\"").unwrap_err();
+        assert!(e.contains("trace-idel"), "{e}");
+    }
+}

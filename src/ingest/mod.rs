@@ -1,0 +1,182 @@
+//! The OTLP boundary: the gRPC and HTTP receivers, protobuf conversion, and the one
+//! mapping from ingest errors to wire statuses.
+//!
+//! Both transports decode into `ExportTraceServiceRequest` and call [`Ingest::export`]:
+//! one handler path, so both answer alike (OTLP specification, "OTLP/gRPC" and
+//! "OTLP/HTTP" response sections).
+
+pub mod convert;
+pub mod grpc;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+
+use crate::assembly::{Assembler, Overloaded};
+use crate::telemetry::metrics::{Metrics, RefuseReason, Transport, TransportLabels};
+use convert::EntryRule;
+
+/// How long senders are asked to wait before retrying when we are overloaded.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a whole export request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The payload does not decode.
+    #[error("malformed OTLP payload: {0}")]
+    Malformed(String),
+    /// Larger than `--max-request-size` once decompressed.
+    #[error("request exceeds the {limit}-byte limit (after decompression)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Content type or encoding we do not speak.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// No room: retry later.
+    #[error("overloaded, retry later: {0}")]
+    Overloaded(#[from] Overloaded),
+}
+
+impl IngestError {
+    /// The refusal reason for metrics.
+    pub fn reason(&self) -> RefuseReason {
+        match self {
+            IngestError::Malformed(_) => RefuseReason::Malformed,
+            IngestError::TooLarge { .. } => RefuseReason::TooLarge,
+            IngestError::UnsupportedMediaType(_) => RefuseReason::UnsupportedMediaType,
+            IngestError::Overloaded(_) => RefuseReason::Overloaded,
+        }
+    }
+
+    /// The gRPC status (OTLP/gRPC: InvalidArgument is not retryable; Unavailable with
+    /// RetryInfo is, and carries our back-off hint).
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        use tonic_types::{ErrorDetails, StatusExt};
+        match self {
+            IngestError::Malformed(_) => tonic::Status::invalid_argument(self.to_string()),
+            IngestError::TooLarge { .. } => tonic::Status::resource_exhausted(self.to_string()),
+            IngestError::UnsupportedMediaType(_) => tonic::Status::unimplemented(self.to_string()),
+            IngestError::Overloaded(_) => tonic::Status::with_error_details(
+                tonic::Code::Unavailable,
+                self.to_string(),
+                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+            ),
+        }
+    }
+
+    /// The HTTP status (OTLP/HTTP: 400 not retryable; 503 with Retry-After retryable).
+    pub fn http_status(&self) -> ::http::StatusCode {
+        use ::http::StatusCode;
+        match self {
+            IngestError::Malformed(_) => StatusCode::BAD_REQUEST,
+            IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `google.rpc.Code` number, for the `Status` body of OTLP/HTTP errors.
+    pub fn rpc_code(&self) -> i32 {
+        self.to_grpc_status().code() as i32
+    }
+
+    /// Retry hint, for retryable errors only.
+    pub fn retry_after(&self) -> Option<Duration> {
+        matches!(self, IngestError::Overloaded(_)).then_some(RETRY_AFTER)
+    }
+}
+
+/// What an accepted request yields.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportOutcome {
+    /// Spans rejected as unusable.
+    pub rejected: usize,
+    /// Why, when some were.
+    pub message: Option<String>,
+}
+
+impl ExportOutcome {
+    /// The OTLP response: `partial_success` only when something was rejected.
+    pub fn response(&self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (self.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: self.rejected as i64,
+                error_message: self.message.clone().unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// The service's monotonic clock in milliseconds, shared by ingest and the sweeper.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Clock(Instant::now())
+    }
+    /// Milliseconds since start.
+    pub fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// The shared ingest path behind both receivers.
+pub struct Ingest {
+    assembler: Arc<Assembler>,
+    rule: EntryRule,
+    metrics: Metrics,
+    clock: Clock,
+    max_request_size: usize,
+}
+
+impl Ingest {
+    /// Ingest into `assembler`.
+    pub fn new(assembler: Arc<Assembler>, rule: EntryRule, metrics: Metrics, clock: Clock, max_request_size: usize) -> Self {
+        Ingest { assembler, rule, metrics, clock, max_request_size }
+    }
+
+    /// Largest accepted request, decompressed.
+    pub fn max_request_size(&self) -> usize {
+        self.max_request_size
+    }
+
+    /// Validates, converts and buffers one decoded request.
+    ///
+    /// # Errors
+    /// [`IngestError::Overloaded`] when the buffer cannot take the spans: nothing of the
+    /// request was kept, and the sender should retry.
+    pub fn export(&self, req: ExportTraceServiceRequest, transport: Transport) -> Result<ExportOutcome, IngestError> {
+        let converted = convert::convert_request(req, &self.rule);
+        let usable = converted.spans.len() as u64;
+        self.metrics.refuse_spans(transport, RefuseReason::InvalidId, converted.rejected as u64);
+        match self.assembler.insert(converted.spans, self.clock.now_ms()) {
+            Ok(_) => {
+                self.metrics.accepted_spans.get_or_create(&TransportLabels { transport }).inc_by(usable);
+                Ok(ExportOutcome { rejected: converted.rejected, message: converted.first_problem })
+            }
+            Err(overloaded) => {
+                self.metrics.refuse_spans(transport, RefuseReason::Overloaded, usable);
+                let err = IngestError::from(overloaded);
+                self.refused(transport, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Counts and logs a request refused whole.
+    pub fn refused(&self, transport: Transport, err: &IngestError) {
+        self.metrics.refuse_request(transport, err.reason());
+        match err {
+            IngestError::Overloaded(_) => tracing::warn!(?transport, "pushing back: {err}"),
+            _ => tracing::info!(?transport, "refused export request: {err}"),
+        }
+    }
+}

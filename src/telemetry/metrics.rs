@@ -1,0 +1,178 @@
+//! The metric families faultline exposes, named like the OpenTelemetry Collector's own
+//! (`receiver_accepted_spans`, `receiver_refused_spans`), with bounded label sets: every
+//! label value here comes from a closed enum, never from input.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Receiving transport.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP.
+    Http,
+}
+
+/// Why spans or requests were refused.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// All-zero or wrongly sized trace/span/parent id (reported in partial_success).
+    InvalidId,
+    /// The payload did not decode (garbage, bad gzip, bad JSON).
+    Malformed,
+    /// Over `--max-request-size` after decompression.
+    TooLarge,
+    /// Neither protobuf nor JSON, or an unknown content encoding.
+    UnsupportedMediaType,
+    /// Span budget full and nothing could be evicted: the sender was asked to retry.
+    Overloaded,
+}
+
+/// Why a trace left the buffer.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Trigger {
+    /// No new span for `--trace-idle`.
+    Idle,
+    /// Older than `--trace-max-age`.
+    MaxAge,
+    /// Analysed early to stay inside `--max-buffered-spans`.
+    Eviction,
+    /// Flushed at shutdown.
+    Shutdown,
+}
+
+/// Labels `{transport}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// grpc | http
+    pub transport: Transport,
+}
+
+/// Labels `{transport, reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// grpc | http
+    pub transport: Transport,
+    /// Why.
+    pub reason: RefuseReason,
+}
+
+/// Labels `{trigger}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// Why the trace was completed.
+    pub trigger: Trigger,
+}
+
+/// All metric handles. Cheap to clone (every handle is an `Arc` inside).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// `faultline_receiver_accepted_spans_total{transport}`.
+    pub accepted_spans: Family<TransportLabels, Counter>,
+    /// `faultline_receiver_refused_spans_total{transport, reason}`.
+    pub refused_spans: Family<RefusedLabels, Counter>,
+    /// `faultline_receiver_refused_requests_total{transport, reason}`: whole requests whose
+    /// span count is unknown (undecodable, too large) or that were pushed back.
+    pub refused_requests: Family<RefusedLabels, Counter>,
+    /// `faultline_traces_buffered`.
+    pub traces_buffered: Gauge,
+    /// `faultline_spans_buffered`.
+    pub spans_buffered: Gauge,
+    /// `faultline_traces_completed_total{trigger}`.
+    pub traces_completed: Family<TriggerLabels, Counter>,
+    /// `faultline_late_spans_total`.
+    pub late_spans: Counter,
+    /// `faultline_analysis_queue_depth`: completed traces waiting for analysis.
+    pub analysis_queue_depth: Gauge,
+    /// `faultline_traces_analyzed_total`.
+    pub traces_analyzed: Counter,
+    /// `faultline_spans_analyzed_total`.
+    pub spans_analyzed: Counter,
+}
+
+impl Metrics {
+    /// Registers every family in a new registry.
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("faultline");
+        r.register(
+            "receiver_accepted_spans",
+            "Spans accepted by the OTLP receivers",
+            self.accepted_spans.clone(),
+        );
+        r.register(
+            "receiver_refused_spans",
+            "Spans refused by the OTLP receivers, by reason",
+            self.refused_spans.clone(),
+        );
+        r.register(
+            "receiver_refused_requests",
+            "Export requests refused whole, by reason",
+            self.refused_requests.clone(),
+        );
+        r.register("traces_buffered", "Traces being assembled", self.traces_buffered.clone());
+        r.register("spans_buffered", "Spans held in the assembly buffer", self.spans_buffered.clone());
+        r.register(
+            "traces_completed",
+            "Traces handed to analysis, by what completed them",
+            self.traces_completed.clone(),
+        );
+        r.register(
+            "late_spans",
+            "Spans that arrived after their trace was analysed",
+            self.late_spans.clone(),
+        );
+        r.register(
+            "analysis_queue_depth",
+            "Completed traces waiting for the analysis stage",
+            self.analysis_queue_depth.clone(),
+        );
+        r.register("traces_analyzed", "Traces the analysis stage processed", self.traces_analyzed.clone());
+        r.register("spans_analyzed", "Spans the analysis stage processed", self.spans_analyzed.clone());
+        r
+    }
+
+    /// Counts spans refused for `reason`.
+    pub fn refuse_spans(&self, transport: Transport, reason: RefuseReason, n: u64) {
+        if n > 0 {
+            self.refused_spans.get_or_create(&RefusedLabels { transport, reason }).inc_by(n);
+        }
+    }
+
+    /// Counts one request refused whole for `reason`.
+    pub fn refuse_request(&self, transport: Transport, reason: RefuseReason) {
+        self.refused_requests.get_or_create(&RefusedLabels { transport, reason }).inc();
+    }
+}
+
+/// Label values from a closed set of names.
+macro_rules! label_values {
+    ($($ty:ident { $($variant:ident => $name:literal),+ $(,)? })+) => {$(
+        impl $ty {
+            /// The label value.
+            pub fn as_str(&self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+        }
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    )+};
+}
+
+label_values! {
+    Transport { Grpc => "grpc", Http => "http" }
+    RefuseReason {
+        InvalidId => "invalid_id",
+        Malformed => "malformed",
+        TooLarge => "too_large",
+        UnsupportedMediaType => "unsupported_media_type",
+        Overloaded => "overloaded",
+    }
+    Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
+}

@@ -1,0 +1,19 @@
+//! Self-observability: metric names, the registry behind `/metrics`, logging set-up.
+//!
+//! Depends on nothing else in the crate; every stage records into [`metrics::Metrics`].
+
+pub mod metrics;
+
+/// Installs the global `tracing` subscriber writing to stderr with the given filter.
+///
+/// # Errors
+/// The filter does not parse (already validated by config) or a subscriber is installed.
+pub fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
