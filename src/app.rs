@@ -61,14 +61,20 @@ pub struct ShutdownSummary {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for {what}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
 /// Binds every listener and starts every stage.
 ///
 /// # Errors
 /// A listener cannot be bound, or the analysis thread cannot start.
-pub async fn start(config: &Config, sink: Box<dyn TraceSink>, metrics: Metrics) -> anyhow::Result<Service> {
+pub async fn start(
+    config: &Config,
+    sink: Box<dyn TraceSink>,
+    metrics: Metrics,
+) -> anyhow::Result<Service> {
     let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
     let otlp_http_listener = bind(config.otlp_http_listen, "OTLP/HTTP").await?;
     let api_listener = bind(config.http_listen, "the HTTP API").await?;
@@ -79,8 +85,10 @@ pub async fn start(config: &Config, sink: Box<dyn TraceSink>, metrics: Metrics) 
     let clock = Clock::start();
     let a = &config.assembly;
     let (tx, rx) = tokio::sync::mpsc::channel(a.analysis_queue_size);
-    let completion =
-        Completion { idle_ms: a.trace_idle.as_millis() as u64, max_age_ms: a.trace_max_age.as_millis() as u64 };
+    let completion = Completion {
+        idle_ms: a.trace_idle.as_millis() as u64,
+        max_age_ms: a.trace_max_age.as_millis() as u64,
+    };
     let assembler = Arc::new(Assembler::new(
         completion,
         a.max_buffered_spans,
@@ -134,7 +142,10 @@ pub async fn start(config: &Config, sink: Box<dyn TraceSink>, metrics: Metrics) 
         let stop = api_stop.clone();
         let router = api::router(Arc::clone(&state));
         tokio::spawn(async move {
-            axum::serve(api_listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.context("API server")
+            axum::serve(api_listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("API server")
         })
     };
 
@@ -193,14 +204,19 @@ impl Service {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => tracing::error!("{e:#}"),
                 Ok(Err(e)) => tracing::error!("receiver task: {e}"),
-                Err(_) => tracing::warn!("receivers still had requests in flight at the shutdown deadline"),
+                Err(_) => tracing::warn!(
+                    "receivers still had requests in flight at the shutdown deadline"
+                ),
             }
         }
         let _ = self.sweeper.await;
-        let flushed = tokio::time::timeout_at(deadline, self.assembler.drain(self.clock.now_ms())).await;
+        let flushed =
+            tokio::time::timeout_at(deadline, self.assembler.drain(self.clock.now_ms())).await;
         self.assembler.close();
         let stage = self.stage;
-        let joined = tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || stage.join())).await;
+        let joined =
+            tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || stage.join()))
+                .await;
         self.api_stop.cancel();
         let _ = self.api.await;
         let summary = ShutdownSummary {
@@ -220,10 +236,18 @@ impl Service {
 ///
 /// # Errors
 /// Start-up failed, or shutdown missed its deadline.
-pub async fn run(config: Config, sink: Box<dyn TraceSink>, metrics: Metrics, shutdown: impl Future<Output = ()>) -> anyhow::Result<ShutdownSummary> {
+pub async fn run(
+    config: Config,
+    sink: Box<dyn TraceSink>,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<ShutdownSummary> {
     let service = start(&config, sink, metrics).await?;
     shutdown.await;
-    tracing::info!("shutting down: analysing {} buffered spans", service.assembler.buffered_spans());
+    tracing::info!(
+        "shutting down: analysing {} buffered spans",
+        service.assembler.buffered_spans()
+    );
     let summary = service.stop().await?;
     tracing::info!(
         "shutdown complete: traces_flushed={} traces_analyzed={} spans_analyzed={} spans_left={}",

@@ -193,9 +193,14 @@ impl ServeArgs {
 /// # Errors
 /// The file cannot be read, is not TOML, or has an unknown key or a wrong type.
 pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    parse_file(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    })
 }
 
 /// Parses TOML text; values may be strings or (for counts) integers.
@@ -226,19 +231,42 @@ pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
 }
 
 fn invalid(option: &'static str, value: &str, reason: impl ToString) -> ConfigError {
-    ConfigError::Invalid { option, value: value.to_string(), reason: reason.to_string() }
+    ConfigError::Invalid {
+        option,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
-fn addr(option: &'static str, raw: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+fn addr(
+    option: &'static str,
+    raw: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     let v = raw.unwrap_or_else(|| default.to_string());
-    v.parse().map_err(|_| invalid(option, &v, "expected HOST:PORT with an IP address, e.g. 127.0.0.1:4317"))
+    v.parse().map_err(|_| {
+        invalid(
+            option,
+            &v,
+            "expected HOST:PORT with an IP address, e.g. 127.0.0.1:4317",
+        )
+    })
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h 30m`.
-fn duration(option: &'static str, raw: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+fn duration(
+    option: &'static str,
+    raw: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
     let v = raw.unwrap_or_else(|| default.to_string());
-    let d = humantime::parse_duration(&v)
-        .map_err(|e| invalid(option, &v, format!("{e}; expected a duration like 500ms, 5s or 2m")))?;
+    let d = humantime::parse_duration(&v).map_err(|e| {
+        invalid(
+            option,
+            &v,
+            format!("{e}; expected a duration like 500ms, 5s or 2m"),
+        )
+    })?;
     if d.is_zero() {
         return Err(invalid(option, &v, "must be greater than zero"));
     }
@@ -248,8 +276,9 @@ fn duration(option: &'static str, raw: Option<String>, default: &str) -> Result<
 /// Parses `4MiB`, `512KiB`, `1MB`, `1048576`.
 fn size(option: &'static str, raw: Option<String>, default: &str) -> Result<usize, ConfigError> {
     let v = raw.unwrap_or_else(|| default.to_string());
-    let b: bytesize::ByteSize =
-        v.parse().map_err(|e| invalid(option, &v, format!("{e}; expected a size like 4MiB")))?;
+    let b: bytesize::ByteSize = v
+        .parse()
+        .map_err(|e| invalid(option, &v, format!("{e}; expected a size like 4MiB")))?;
     let n = usize::try_from(b.as_u64()).map_err(|_| invalid(option, &v, "too large"))?;
     if n == 0 {
         return Err(invalid(option, &v, "must be greater than zero"));
@@ -284,13 +313,19 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
     }
     let log_level = a.log_level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        return Err(invalid("log-level", &log_level, "expected a filter like info or faultline=debug"));
+        return Err(invalid(
+            "log-level",
+            &log_level,
+            "expected a filter like info or faultline=debug",
+        ));
     }
     Ok(Config {
         otlp_grpc_listen: addr("otlp-grpc-listen", a.otlp_grpc_listen, "127.0.0.1:4317")?,
         otlp_http_listen: addr("otlp-http-listen", a.otlp_http_listen, "127.0.0.1:4318")?,
         http_listen: addr("http-listen", a.http_listen, "127.0.0.1:9464")?,
-        ingest: IngestConfig { max_request_size: size("max-request-size", a.max_request_size, "4MiB")? },
+        ingest: IngestConfig {
+            max_request_size: size("max-request-size", a.max_request_size, "4MiB")?,
+        },
         assembly: AssemblyConfig {
             trace_idle,
             trace_max_age,
@@ -322,15 +357,36 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_option() {
-        let a = ServeArgs { trace_idle: Some("soon".into()), ..Default::default() };
+        let a = ServeArgs {
+            trace_idle: Some("soon".into()),
+            ..Default::default()
+        };
         let e = resolve(a).unwrap_err().to_string();
         assert!(e.contains("--trace-idle"), "{e}");
-        let a = ServeArgs { max_request_size: Some("4 parsecs".into()), ..Default::default() };
-        assert!(resolve(a).unwrap_err().to_string().contains("--max-request-size"));
-        let a = ServeArgs { otlp_grpc_listen: Some("localhost".into()), ..Default::default() };
-        assert!(resolve(a).unwrap_err().to_string().contains("--otlp-grpc-listen"));
-        let a = ServeArgs { max_buffered_spans: Some("0".into()), ..Default::default() };
-        assert!(resolve(a).unwrap_err().to_string().contains("--max-buffered-spans"));
+        let a = ServeArgs {
+            max_request_size: Some("4 parsecs".into()),
+            ..Default::default()
+        };
+        assert!(resolve(a)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-request-size"));
+        let a = ServeArgs {
+            otlp_grpc_listen: Some("localhost".into()),
+            ..Default::default()
+        };
+        assert!(resolve(a)
+            .unwrap_err()
+            .to_string()
+            .contains("--otlp-grpc-listen"));
+        let a = ServeArgs {
+            max_buffered_spans: Some("0".into()),
+            ..Default::default()
+        };
+        assert!(resolve(a)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-buffered-spans"));
     }
 
     #[test]
@@ -349,9 +405,14 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file = parse_file("trace-idle = \"3s\"\nmax-buffered-spans = 500\nhttp-listen = \"127.0.0.1:1\"")
-            .unwrap();
-        let flags = ServeArgs { trace_idle: Some("1s".into()), ..Default::default() };
+        let file = parse_file(
+            "trace-idle = \"3s\"\nmax-buffered-spans = 500\nhttp-listen = \"127.0.0.1:1\"",
+        )
+        .unwrap();
+        let flags = ServeArgs {
+            trace_idle: Some("1s".into()),
+            ..Default::default()
+        };
         let c = resolve(flags.or(file)).unwrap();
         assert_eq!(c.assembly.trace_idle, Duration::from_secs(1));
         assert_eq!(c.assembly.max_buffered_spans, 500);

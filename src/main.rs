@@ -26,7 +26,10 @@ fn main() -> std::process::ExitCode {
         eprintln!("faultline: {e:#}");
         return std::process::ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("faultline: cannot start the runtime: {e}");
@@ -35,7 +38,12 @@ fn main() -> std::process::ExitCode {
     };
     let metrics = Metrics::default();
     let stage = Box::new(CountingStage::new(metrics.clone()));
-    match runtime.block_on(faultline::app::run(config, stage, metrics, shutdown_signal())) {
+    match runtime.block_on(faultline::app::run(
+        config,
+        stage,
+        metrics,
+        shutdown_signal(),
+    )) {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

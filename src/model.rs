@@ -200,8 +200,10 @@ impl Value {
                 format!("[{}]", parts.join(","))
             }
             Value::Map(m) => {
-                let parts: Vec<String> =
-                    m.iter().map(|(k, v)| format!("{k}={}", v.to_display())).collect();
+                let parts: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.to_display()))
+                    .collect();
                 format!("{{{}}}", parts.join(","))
             }
             Value::Empty => String::new(),
@@ -246,7 +248,11 @@ impl Attributes {
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        Attributes(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Attributes(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -298,7 +304,9 @@ pub struct Resource {
 impl Resource {
     /// `service.name`, or `unknown_service` as the SDKs default it.
     pub fn service_name(&self) -> &str {
-        self.attributes.get_str("service.name").unwrap_or("unknown_service")
+        self.attributes
+            .get_str("service.name")
+            .unwrap_or("unknown_service")
     }
 }
 
@@ -363,13 +371,18 @@ mod tests {
         let t = TraceId([0xab; 16]);
         assert_eq!(TraceId::from_hex(&t.to_string()), Some(t));
         assert_eq!(TraceId::from_hex("ABABABABABABABABABABABABABABABAB"), None);
-        assert_eq!(SpanId::from_hex("00f067aa0ba902b7"), Some(SpanId([0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])));
+        assert_eq!(
+            SpanId::from_hex("00f067aa0ba902b7"),
+            Some(SpanId([0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]))
+        );
         assert_eq!(SpanId::from_hex("00f067aa0ba902b"), None);
     }
 
     #[test]
     fn status_codes_stored_as_strings_still_read_as_integers() {
-        let a: Attributes = [("http.status_code", Value::from("500"))].into_iter().collect();
+        let a: Attributes = [("http.status_code", Value::from("500"))]
+            .into_iter()
+            .collect();
         assert_eq!(a.get_i64("http.status_code"), Some(500));
     }
 }

@@ -43,10 +43,15 @@ impl TraceSink for CountingStage {
 ///
 /// # Errors
 /// The OS refused to start a thread.
-pub fn spawn(mut rx: mpsc::Receiver<CompletedTrace>, mut sink: Box<dyn TraceSink>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("faultline-analysis".into()).spawn(move || {
-        while let Some(trace) = rx.blocking_recv() {
-            sink.handle(trace);
-        }
-    })
+pub fn spawn(
+    mut rx: mpsc::Receiver<CompletedTrace>,
+    mut sink: Box<dyn TraceSink>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("faultline-analysis".into())
+        .spawn(move || {
+            while let Some(trace) = rx.blocking_recv() {
+                sink.handle(trace);
+            }
+        })
 }

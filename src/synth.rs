@@ -22,7 +22,12 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig { spans_per_request: 100, spans_per_trace: 20, error_ratio: 0.1, seed: 1 }
+        SynthConfig {
+            spans_per_request: 100,
+            spans_per_trace: 20,
+            error_ratio: 0.1,
+            seed: 1,
+        }
     }
 }
 
@@ -31,7 +36,11 @@ const SERVICES: [&str; 4] = ["edge", "orders", "inventory", "payments"];
 const PY_STACK: &str = "Traceback (most recent call last):\n  File \"/srv/app/.venv/lib/python3.11/site-packages/flask/app.py\", line 1484, in full_dispatch_request\n    rv = self.dispatch_request()\n  File \"/srv/app/inventory/handlers.py\", line 42, in reserve\n    sku = item[\"sku\"]\nKeyError: 'sku'\n";
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
 }
 fn s(key: &str, v: impl Into<String>) -> KeyValue {
     kv(key, any_value::Value::StringValue(v.into()))
@@ -51,7 +60,11 @@ impl Generator {
     /// A generator for `cfg`.
     pub fn new(cfg: SynthConfig) -> Self {
         let state = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        Generator { cfg, state, clock_ns: 1_764_000_000_000_000_000 }
+        Generator {
+            cfg,
+            state,
+            clock_ns: 1_764_000_000_000_000_000,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -68,7 +81,11 @@ impl Generator {
         let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); SERVICES.len()];
         let mut produced = 0;
         while produced < self.cfg.spans_per_request {
-            let n = self.cfg.spans_per_trace.min(self.cfg.spans_per_request - produced).max(1);
+            let n = self
+                .cfg
+                .spans_per_trace
+                .min(self.cfg.spans_per_request - produced)
+                .max(1);
             self.trace(n, &mut by_service);
             produced += n;
         }
@@ -115,23 +132,46 @@ impl Generator {
         let mut ids: Vec<[u8; 8]> = Vec::with_capacity(n);
         for k in 0..n {
             let span_id = (self.next() | 1).to_be_bytes();
-            let parent = if k == 0 { None } else { Some(ids[(self.next() as usize) % k]) };
-            let service = if k == 0 { 0 } else { 1 + (self.next() as usize) % (SERVICES.len() - 1) };
-            let offset = if k == 0 { 0 } else { (k as u64 * total_ns) / (n as u64 * 2) };
-            let dur = if k == 0 { total_ns } else { total_ns / (n as u64) };
+            let parent = if k == 0 {
+                None
+            } else {
+                Some(ids[(self.next() as usize) % k])
+            };
+            let service = if k == 0 {
+                0
+            } else {
+                1 + (self.next() as usize) % (SERVICES.len() - 1)
+            };
+            let offset = if k == 0 {
+                0
+            } else {
+                (k as u64 * total_ns) / (n as u64 * 2)
+            };
+            let dur = if k == 0 {
+                total_ns
+            } else {
+                total_ns / (n as u64)
+            };
             let kind = match k {
                 0 => 2,
                 _ if k % 3 == 0 => 3,
                 _ if k % 3 == 1 => 2,
                 _ => 1,
             };
-            let status = if failing && (k == 0 || k == n - 1) { 500 } else { 200 };
+            let status = if failing && (k == 0 || k == n - 1) {
+                500
+            } else {
+                200
+            };
             let mut attributes = vec![
                 s("http.request.method", "GET"),
                 s("http.route", "/api/orders/{order_id}"),
                 s("url.path", format!("/api/orders/{}", self.next() % 100_000)),
                 s("url.scheme", "http"),
-                s("server.address", format!("{}.svc.cluster.local", SERVICES[service])),
+                s(
+                    "server.address",
+                    format!("{}.svc.cluster.local", SERVICES[service]),
+                ),
                 i("server.port", 8080),
                 s("network.protocol.version", "1.1"),
                 s("user_agent.original", "python-requests/2.32.3"),
@@ -160,7 +200,11 @@ impl Generator {
                 trace_id: trace_id.to_vec(),
                 span_id: span_id.to_vec(),
                 parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-                name: if kind == 2 { "GET /api/orders/{order_id}".into() } else { format!("op-{}", k % 7) },
+                name: if kind == 2 {
+                    "GET /api/orders/{order_id}".into()
+                } else {
+                    format!("op-{}", k % 7)
+                },
                 kind,
                 start_time_unix_nano: start + offset,
                 end_time_unix_nano: start + offset + dur,
@@ -186,7 +230,12 @@ mod tests {
     fn requests_have_the_asked_number_of_spans_and_are_deterministic() {
         let mut g = Generator::new(SynthConfig::default());
         let r = g.next_request();
-        let n: usize = r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        let n: usize = r
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
         assert_eq!(n, 100);
         assert!(r.resource_spans.len() > 1, "several services per request");
         let mut g2 = Generator::new(SynthConfig::default());

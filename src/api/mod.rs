@@ -41,7 +41,11 @@ async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
     if !s.listeners_up.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "listeners starting\n").into_response()
     } else if s.assembler.is_refusing() {
-        (StatusCode::SERVICE_UNAVAILABLE, "refusing data: span buffer full\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "refusing data: span buffer full\n",
+        )
+            .into_response()
     } else {
         (StatusCode::OK, "ready\n").into_response()
     }
@@ -51,24 +55,40 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn metrics(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    s.metrics.traces_buffered.set(s.assembler.buffered_traces() as i64);
-    s.metrics.spans_buffered.set(s.assembler.buffered_spans() as i64);
-    s.metrics.analysis_queue_depth.set(s.assembler.queue_depth() as i64);
+    s.metrics
+        .traces_buffered
+        .set(s.assembler.buffered_traces() as i64);
+    s.metrics
+        .spans_buffered
+        .set(s.assembler.buffered_spans() as i64);
+    s.metrics
+        .analysis_queue_depth
+        .set(s.assembler.queue_depth() as i64);
     let wants_openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     let mut body = String::new();
     let (encoded, content_type) = if wants_openmetrics {
-        (prometheus_client::encoding::text::encode(&mut body, &s.registry), OPENMETRICS)
+        (
+            prometheus_client::encoding::text::encode(&mut body, &s.registry),
+            OPENMETRICS,
+        )
     } else {
-        (prometheus_client::encoding::prometheus_text::encode(&mut body, &s.registry), PROMETHEUS_TEXT)
+        (
+            prometheus_client::encoding::prometheus_text::encode(&mut body, &s.registry),
+            PROMETHEUS_TEXT,
+        )
     };
     match encoded {
         Ok(()) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(e) => {
             tracing::error!("encoding metrics: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics encoding failed\n",
+            )
+                .into_response()
         }
     }
 }

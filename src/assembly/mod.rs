@@ -153,7 +153,11 @@ impl Assembler {
     ///
     /// # Errors
     /// [`Overloaded`] when the spans do not fit.
-    pub fn insert(&self, spans: Vec<(TraceId, BufferedSpan)>, now_ms: u64) -> Result<InsertOutcome, Overloaded> {
+    pub fn insert(
+        &self,
+        spans: Vec<(TraceId, BufferedSpan)>,
+        now_ms: u64,
+    ) -> Result<InsertOutcome, Overloaded> {
         // Group by trace first: one shard operation per trace, not per span.
         let mut by_trace: HashMap<TraceId, Vec<BufferedSpan>> = HashMap::new();
         for (trace_id, span) in spans {
@@ -189,7 +193,10 @@ impl Assembler {
         }
         self.buffered_spans.fetch_add(incoming, Ordering::Relaxed);
         self.refusing.store(false, Ordering::Relaxed);
-        Ok(InsertOutcome { buffered: incoming, late })
+        Ok(InsertOutcome {
+            buffered: incoming,
+            late,
+        })
     }
 
     /// Ensures `incoming` more spans fit, analysing the oldest traces early if needed.
@@ -202,9 +209,13 @@ impl Assembler {
         let target = limit.saturating_sub(incoming).min(limit - limit / 10);
         {
             let hand_off = self.hand_off.lock().unwrap_or_else(|p| p.into_inner());
-            if let (Some(tx), true) = (hand_off.as_ref(), self.buffered_spans() + incoming > limit) {
-                let mut oldest: Vec<(u64, TraceId)> =
-                    self.traces.iter().map(|e| (e.value().age.first_seen_ms, *e.key())).collect();
+            if let (Some(tx), true) = (hand_off.as_ref(), self.buffered_spans() + incoming > limit)
+            {
+                let mut oldest: Vec<(u64, TraceId)> = self
+                    .traces
+                    .iter()
+                    .map(|e| (e.value().age.first_seen_ms, *e.key()))
+                    .collect();
                 oldest.sort_unstable();
                 for (_, trace_id) in oldest {
                     if self.buffered_spans() <= target {
@@ -229,7 +240,13 @@ impl Assembler {
 
     /// Moves one trace to the analysis channel if the channel has room.
     /// Returns false when the channel is full (the trace stays buffered).
-    fn complete(&self, tx: &mpsc::Sender<CompletedTrace>, trace_id: TraceId, trigger: Trigger, now_ms: u64) -> bool {
+    fn complete(
+        &self,
+        tx: &mpsc::Sender<CompletedTrace>,
+        trace_id: TraceId,
+        trigger: Trigger,
+        now_ms: u64,
+    ) -> bool {
         let permit = match tx.try_reserve() {
             Ok(p) => p,
             Err(_) => return false,
@@ -240,8 +257,12 @@ impl Assembler {
         let Some((_, buf)) = self.traces.remove(&trace_id) else {
             return true; // already completed by someone else; the permit is released
         };
-        self.buffered_spans.fetch_sub(buf.spans.len(), Ordering::Relaxed);
-        self.metrics.traces_completed.get_or_create(&TriggerLabels { trigger }).inc();
+        self.buffered_spans
+            .fetch_sub(buf.spans.len(), Ordering::Relaxed);
+        self.metrics
+            .traces_completed
+            .get_or_create(&TriggerLabels { trigger })
+            .inc();
         permit.send(CompletedTrace {
             trace_id,
             spans: buf.spans,
@@ -256,11 +277,17 @@ impl Assembler {
     /// number of traces completed.
     pub fn sweep(&self, now_ms: u64) -> usize {
         let hand_off = self.hand_off.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = hand_off.as_ref() else { return 0 };
+        let Some(tx) = hand_off.as_ref() else {
+            return 0;
+        };
         let due: Vec<(TraceId, Trigger)> = self
             .traces
             .iter()
-            .filter_map(|e| self.completion.due(&e.value().age, now_ms).map(|t| (*e.key(), t)))
+            .filter_map(|e| {
+                self.completion
+                    .due(&e.value().age, now_ms)
+                    .map(|t| (*e.key(), t))
+            })
             .collect();
         let mut done = 0;
         for (trace_id, trigger) in due {
@@ -280,14 +307,21 @@ impl Assembler {
             self.analysed.retain(|_, at| *at > cut);
         }
         self.metrics.traces_buffered.set(self.traces.len() as i64);
-        self.metrics.spans_buffered.set(self.buffered_spans() as i64);
+        self.metrics
+            .spans_buffered
+            .set(self.buffered_spans() as i64);
         done
     }
 
     /// Shutdown: hands every buffered trace to analysis, waiting for room in the channel.
     /// Returns the number of traces flushed.
     pub async fn drain(&self, now_ms: u64) -> usize {
-        let tx = match self.hand_off.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let tx = match self
+            .hand_off
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             Some(tx) => tx.clone(),
             None => return 0,
         };
@@ -297,10 +331,18 @@ impl Assembler {
             let Ok(permit) = tx.reserve().await else {
                 break; // the analysis stage is gone; nothing can be handed over
             };
-            let Some((_, buf)) = self.traces.remove(&trace_id) else { continue };
+            let Some((_, buf)) = self.traces.remove(&trace_id) else {
+                continue;
+            };
             self.analysed.insert(trace_id, now_ms);
-            self.buffered_spans.fetch_sub(buf.spans.len(), Ordering::Relaxed);
-            self.metrics.traces_completed.get_or_create(&TriggerLabels { trigger: Trigger::Shutdown }).inc();
+            self.buffered_spans
+                .fetch_sub(buf.spans.len(), Ordering::Relaxed);
+            self.metrics
+                .traces_completed
+                .get_or_create(&TriggerLabels {
+                    trigger: Trigger::Shutdown,
+                })
+                .inc();
             permit.send(CompletedTrace {
                 trace_id,
                 spans: buf.spans,
@@ -310,7 +352,9 @@ impl Assembler {
             n += 1;
         }
         self.metrics.traces_buffered.set(self.traces.len() as i64);
-        self.metrics.spans_buffered.set(self.buffered_spans() as i64);
+        self.metrics
+            .spans_buffered
+            .set(self.buffered_spans() as i64);
         n
     }
 
@@ -318,12 +362,20 @@ impl Assembler {
     /// the channel close and finishes. Spans arriving afterwards stay buffered (receivers
     /// are stopped before this is called).
     pub fn close(&self) {
-        self.hand_off.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.hand_off
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     /// Completed traces waiting in the hand-off channel.
     pub fn queue_depth(&self) -> usize {
-        match self.hand_off.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        match self
+            .hand_off
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             Some(tx) => tx.max_capacity() - tx.capacity(),
             None => 0,
         }
@@ -345,15 +397,22 @@ mod tests {
 
     fn assembler(max: usize, queue: usize) -> (Assembler, mpsc::Receiver<CompletedTrace>) {
         let (tx, rx) = mpsc::channel(queue);
-        let completion = Completion { idle_ms: 1_000, max_age_ms: 10_000 };
-        (Assembler::new(completion, max, 60_000, tx, Metrics::default()), rx)
+        let completion = Completion {
+            idle_ms: 1_000,
+            max_age_ms: 10_000,
+        };
+        (
+            Assembler::new(completion, max, 60_000, tx, Metrics::default()),
+            rx,
+        )
     }
 
     #[test]
     fn spans_of_one_trace_from_several_requests_are_assembled_together() {
         let (a, mut rx) = assembler(100, 10);
         let t = TraceId([1; 16]);
-        a.insert(vec![(t, span(2)), (TraceId([9; 16]), span(1))], 0).unwrap();
+        a.insert(vec![(t, span(2)), (TraceId([9; 16]), span(1))], 0)
+            .unwrap();
         a.insert(vec![(t, span(1))], 500).unwrap();
         assert_eq!(a.buffered_spans(), 3);
         assert_eq!(a.sweep(1_200), 1, "only the other trace is idle at 1.2 s");
@@ -386,7 +445,13 @@ mod tests {
         a.sweep(2_000);
         rx.try_recv().unwrap();
         let out = a.insert(vec![(t, span(2)), (t, span(3))], 2_100).unwrap();
-        assert_eq!(out, InsertOutcome { buffered: 0, late: 2 });
+        assert_eq!(
+            out,
+            InsertOutcome {
+                buffered: 0,
+                late: 2
+            }
+        );
         assert_eq!(a.buffered_spans(), 0);
         assert_eq!(a.metrics.late_spans.get(), 2);
     }
@@ -395,12 +460,21 @@ mod tests {
     fn a_full_budget_analyses_the_oldest_traces_early() {
         let (a, mut rx) = assembler(10, 100);
         for i in 0..10u8 {
-            a.insert(vec![(TraceId([i + 1; 16]), span(1))], u64::from(i)).unwrap();
+            a.insert(vec![(TraceId([i + 1; 16]), span(1))], u64::from(i))
+                .unwrap();
         }
-        a.insert(vec![(TraceId([99; 16]), span(1)), (TraceId([99; 16]), span(2))], 20).unwrap();
+        a.insert(
+            vec![(TraceId([99; 16]), span(1)), (TraceId([99; 16]), span(2))],
+            20,
+        )
+        .unwrap();
         assert!(a.buffered_spans() <= 10);
         let first = rx.try_recv().unwrap();
-        assert_eq!(first.trace_id, TraceId([1; 16]), "the oldest trace goes first");
+        assert_eq!(
+            first.trace_id,
+            TraceId([1; 16]),
+            "the oldest trace goes first"
+        );
         assert_eq!(first.trigger, Trigger::Eviction);
     }
 
@@ -411,10 +485,19 @@ mod tests {
             a.insert(vec![(TraceId([i + 1; 16]), span(1))], 0).unwrap();
         }
         // One trace fits into the channel; after that nothing can leave.
-        let err = a.insert(vec![(TraceId([50; 16]), span(1)), (TraceId([51; 16]), span(1))], 1).unwrap_err();
+        let err = a
+            .insert(
+                vec![(TraceId([50; 16]), span(1)), (TraceId([51; 16]), span(1))],
+                1,
+            )
+            .unwrap_err();
         assert_eq!(err.limit, 4);
         assert!(a.is_refusing());
-        assert_eq!(a.buffered_spans(), 3, "nothing of the refused request was kept");
+        assert_eq!(
+            a.buffered_spans(),
+            3,
+            "nothing of the refused request was kept"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,10 @@ pub struct TraceAge {
 impl TraceAge {
     /// A trace first seen at `now_ms`.
     pub fn new(now_ms: u64) -> Self {
-        TraceAge { first_seen_ms: now_ms, last_seen_ms: now_ms }
+        TraceAge {
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+        }
     }
     /// Records another arrival.
     pub fn touch(&mut self, now_ms: u64) {
@@ -52,7 +55,10 @@ mod tests {
 
     #[test]
     fn idle_and_max_age_complete_a_trace() {
-        let p = Completion { idle_ms: 10_000, max_age_ms: 60_000 };
+        let p = Completion {
+            idle_ms: 10_000,
+            max_age_ms: 60_000,
+        };
         let mut age = TraceAge::new(1_000);
         assert_eq!(p.due(&age, 10_999), None);
         assert_eq!(p.due(&age, 11_000), Some(Trigger::Idle));

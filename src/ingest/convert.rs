@@ -24,7 +24,9 @@ pub struct EntryRule {
 
 impl Default for EntryRule {
     fn default() -> Self {
-        EntryRule { error_statuses: vec![500] }
+        EntryRule {
+            error_statuses: vec![500],
+        }
     }
 }
 
@@ -39,7 +41,9 @@ impl EntryRule {
             return false;
         }
         span.attributes.iter().any(|kv| {
-            let Some(code) = kv.value.as_ref().and_then(proto_as_i64) else { return false };
+            let Some(code) = kv.value.as_ref().and_then(proto_as_i64) else {
+                return false;
+            };
             (HTTP_STATUS_KEYS.contains(&kv.key.as_str()) && self.error_statuses.contains(&code))
                 || (kv.key == "rpc.grpc.status_code" && GRPC_ENTRY_CODES.contains(&code))
         })
@@ -75,19 +79,32 @@ fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
 /// such spans are invalid); the rest is kept.
 pub fn convert_request(req: ExportTraceServiceRequest, rule: &EntryRule) -> Converted {
     let mut out = Converted::default();
-    let total: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+    let total: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
     out.spans.reserve(total);
     for rs in req.resource_spans {
-        let resource = rs.resource.map(|r| r.encode_to_vec().into_boxed_slice()).unwrap_or_default();
+        let resource = rs
+            .resource
+            .map(|r| r.encode_to_vec().into_boxed_slice())
+            .unwrap_or_default();
         for ss in rs.scope_spans {
             let origin = Arc::new(SpanOrigin {
                 resource: resource.clone(),
                 resource_schema_url: rs.schema_url.as_str().into(),
-                scope: ss.scope.map(|s| s.encode_to_vec().into_boxed_slice()).unwrap_or_default(),
+                scope: ss
+                    .scope
+                    .map(|s| s.encode_to_vec().into_boxed_slice())
+                    .unwrap_or_default(),
                 scope_schema_url: ss.schema_url.into_boxed_str(),
             });
             for span in ss.spans {
-                let (Some(trace_id), Some(span_id)) = (id::<16>(&span.trace_id), id::<8>(&span.span_id)) else {
+                let (Some(trace_id), Some(span_id)) =
+                    (id::<16>(&span.trace_id), id::<8>(&span.span_id))
+                else {
                     out.rejected += 1;
                     out.first_problem.get_or_insert_with(|| {
                         format!(
@@ -102,7 +119,10 @@ pub fn convert_request(req: ExportTraceServiceRequest, rule: &EntryRule) -> Conv
                 if !(span.parent_span_id.is_empty() || span.parent_span_id.len() == 8) {
                     out.rejected += 1;
                     out.first_problem.get_or_insert_with(|| {
-                        format!("span {:?}: parent span id must be empty or 8 bytes", span.name)
+                        format!(
+                            "span {:?}: parent span id must be empty or 8 bytes",
+                            span.name
+                        )
                     });
                     continue;
                 }
@@ -137,16 +157,14 @@ pub fn materialize(trace_id: TraceId, spans: &[BufferedSpan]) -> Result<model::T
     let mut resources: HashMap<*const SpanOrigin, (Arc<model::Resource>, String)> = HashMap::new();
     let mut out = Vec::with_capacity(spans.len());
     for b in spans {
-        let key = Arc::as_ptr(&b.origin);
-        if !resources.contains_key(&key) {
-            let resource = ProtoResource::decode(&*b.origin.resource)?;
-            let scope = InstrumentationScope::decode(&*b.origin.scope)?;
-            resources.insert(
-                key,
-                (Arc::new(model::Resource { attributes: attributes(resource.attributes) }), scope.name),
-            );
-        }
-        let (resource, scope_name) = &resources[&key];
+        let (resource, scope_name) = match resources.entry(Arc::as_ptr(&b.origin)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let resource = ProtoResource::decode(&*b.origin.resource)?;
+                let scope = InstrumentationScope::decode(&*b.origin.scope)?;
+                v.insert((Arc::new(model::Resource { attributes: attributes(resource.attributes) }), scope.name))
+            }
+        };
         let p = ProtoSpan::decode(&*b.encoded)?;
         let status = p.status.unwrap_or_default();
         out.push(model::Span {
@@ -173,11 +191,18 @@ pub fn materialize(trace_id: TraceId, spans: &[BufferedSpan]) -> Result<model::T
             scope_name: scope_name.clone(),
         });
     }
-    Ok(model::Trace { trace_id, spans: out })
+    Ok(model::Trace {
+        trace_id,
+        spans: out,
+    })
 }
 
 fn attributes(kvs: Vec<KeyValue>) -> Attributes {
-    Attributes(kvs.into_iter().map(|kv| (kv.key, value(kv.value))).collect())
+    Attributes(
+        kvs.into_iter()
+            .map(|kv| (kv.key, value(kv.value)))
+            .collect(),
+    )
 }
 
 fn value(v: Option<AnyValue>) -> Value {
@@ -188,10 +213,15 @@ fn value(v: Option<AnyValue>) -> Value {
         Some(any_value::Value::IntValue(i)) => Value::Int(i),
         Some(any_value::Value::DoubleValue(d)) => Value::Double(d),
         Some(any_value::Value::BytesValue(b)) => Value::Bytes(b),
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.into_iter().map(|v| value(Some(v))).collect()),
-        Some(any_value::Value::KvlistValue(l)) => {
-            Value::Map(l.values.into_iter().map(|kv| (kv.key, value(kv.value))).collect())
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.into_iter().map(|v| value(Some(v))).collect())
         }
+        Some(any_value::Value::KvlistValue(l)) => Value::Map(
+            l.values
+                .into_iter()
+                .map(|kv| (kv.key, value(kv.value)))
+                .collect(),
+        ),
         // An index into a profiles dictionary; meaningless in a trace request.
         Some(any_value::Value::StringValueStrindex(_)) => Value::Empty,
     }
@@ -203,18 +233,28 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Status};
 
     fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
     }
 
     fn request(spans: Vec<ProtoSpan>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(ProtoResource {
-                    attributes: vec![kv("service.name", any_value::Value::StringValue("checkout".into()))],
+                    attributes: vec![kv(
+                        "service.name",
+                        any_value::Value::StringValue("checkout".into()),
+                    )],
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: "flask".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "flask".into(),
+                        ..Default::default()
+                    }),
                     spans,
                     schema_url: String::new(),
                 }],
@@ -245,7 +285,16 @@ mod tests {
         zero_span.span_id = vec![0; 8];
         let mut bad_parent = good(4);
         bad_parent.parent_span_id = vec![1; 4];
-        let c = convert_request(request(vec![zero_trace, short_trace, zero_span, bad_parent, good(5)]), &EntryRule::default());
+        let c = convert_request(
+            request(vec![
+                zero_trace,
+                short_trace,
+                zero_span,
+                bad_parent,
+                good(5),
+            ]),
+            &EntryRule::default(),
+        );
         assert_eq!(c.rejected, 4);
         assert_eq!(c.spans.len(), 1);
         assert!(c.first_problem.unwrap().contains("16"));
@@ -254,18 +303,38 @@ mod tests {
     #[test]
     fn server_spans_answering_an_error_status_are_entry_candidates() {
         let mut http500 = good(1);
-        http500.attributes.push(kv("http.response.status_code", any_value::Value::IntValue(500)));
+        http500.attributes.push(kv(
+            "http.response.status_code",
+            any_value::Value::IntValue(500),
+        ));
         let mut legacy_as_string = good(2);
-        legacy_as_string.attributes.push(kv("http.status_code", any_value::Value::StringValue("500".into())));
+        legacy_as_string.attributes.push(kv(
+            "http.status_code",
+            any_value::Value::StringValue("500".into()),
+        ));
         let mut grpc_internal = good(3);
-        grpc_internal.attributes.push(kv("rpc.grpc.status_code", any_value::Value::IntValue(13)));
+        grpc_internal
+            .attributes
+            .push(kv("rpc.grpc.status_code", any_value::Value::IntValue(13)));
         let mut http503 = good(4);
-        http503.attributes.push(kv("http.response.status_code", any_value::Value::IntValue(503)));
+        http503.attributes.push(kv(
+            "http.response.status_code",
+            any_value::Value::IntValue(503),
+        ));
         let mut client500 = good(5);
         client500.kind = 3;
-        client500.attributes.push(kv("http.response.status_code", any_value::Value::IntValue(500)));
+        client500.attributes.push(kv(
+            "http.response.status_code",
+            any_value::Value::IntValue(500),
+        ));
         let c = convert_request(
-            request(vec![http500, legacy_as_string, grpc_internal, http503, client500]),
+            request(vec![
+                http500,
+                legacy_as_string,
+                grpc_internal,
+                http503,
+                client500,
+            ]),
             &EntryRule::default(),
         );
         let flags: Vec<bool> = c.spans.iter().map(|(_, s)| s.entry_candidate).collect();
@@ -276,12 +345,21 @@ mod tests {
     fn materialize_restores_every_field_the_analysis_reads() {
         let mut s = good(1);
         s.parent_span_id = vec![9; 8];
-        s.status = Some(Status { code: 2, message: "boom".into() });
-        s.attributes.push(kv("http.route", any_value::Value::StringValue("/pay".into())));
+        s.status = Some(Status {
+            code: 2,
+            message: "boom".into(),
+        });
+        s.attributes.push(kv(
+            "http.route",
+            any_value::Value::StringValue("/pay".into()),
+        ));
         s.events.push(span::Event {
             name: "exception".into(),
             time_unix_nano: 2,
-            attributes: vec![kv("exception.type", any_value::Value::StringValue("KeyError".into()))],
+            attributes: vec![kv(
+                "exception.type",
+                any_value::Value::StringValue("KeyError".into()),
+            )],
             dropped_attributes_count: 0,
         });
         let c = convert_request(request(vec![s, good(2)]), &EntryRule::default());
@@ -293,10 +371,16 @@ mod tests {
         assert_eq!(m.status_code, StatusCode::Error);
         assert_eq!(m.status_message, "boom");
         assert_eq!(m.attributes.get_str("http.route"), Some("/pay"));
-        assert_eq!(m.events[0].attributes.get_str("exception.type"), Some("KeyError"));
+        assert_eq!(
+            m.events[0].attributes.get_str("exception.type"),
+            Some("KeyError")
+        );
         assert_eq!(m.service_name(), "checkout");
         assert_eq!(m.scope_name, "flask");
-        assert!(Arc::ptr_eq(&t.spans[0].resource, &t.spans[1].resource), "resource decoded once");
+        assert!(
+            Arc::ptr_eq(&t.spans[0].resource, &t.spans[1].resource),
+            "resource decoded once"
+        );
         assert_eq!(t.spans[1].parent_span_id, None);
     }
 }

@@ -10,8 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tonic::codec::CompressionEncoding;
 
 use super::Ingest;
@@ -67,7 +71,10 @@ impl OtlpStatusLayer {
 impl<S> tower::Layer<S> for OtlpStatusLayer {
     type Service = OtlpStatusService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        OtlpStatusService { inner, metrics: self.metrics.clone() }
+        OtlpStatusService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -108,7 +115,10 @@ where
 /// Our handler only ever answers OK or UNAVAILABLE; any other status on a trailers-only
 /// Export response was produced by tonic while receiving the message.
 fn remap_tonic_refusal(headers: &mut http::HeaderMap, metrics: &Metrics) {
-    let Some(code) = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok())
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
     else {
         return;
     };
@@ -124,7 +134,11 @@ fn remap_tonic_refusal(headers: &mut http::HeaderMap, metrics: &Metrics) {
         _ => return,
     };
     metrics.refuse_request(Transport::Grpc, reason);
-    tracing::info!(transport = "grpc", ?reason, "refused export request (status {code})");
+    tracing::info!(
+        transport = "grpc",
+        ?reason,
+        "refused export request (status {code})"
+    );
     if let Some(new) = err {
         headers.insert("grpc-status", http::HeaderValue::from(new as i32));
     }
@@ -152,8 +166,15 @@ mod tests {
     #[test]
     fn overload_carries_retry_info() {
         use tonic_types::StatusExt;
-        let s = super::super::IngestError::Overloaded(crate::assembly::Overloaded { buffered: 1, limit: 1 }).to_grpc_status();
+        let s = super::super::IngestError::Overloaded(crate::assembly::Overloaded {
+            buffered: 1,
+            limit: 1,
+        })
+        .to_grpc_status();
         assert_eq!(s.code(), tonic::Code::Unavailable);
-        assert_eq!(s.get_details_retry_info().unwrap().retry_delay, Some(super::super::RETRY_AFTER));
+        assert_eq!(
+            s.get_details_retry_info().unwrap().retry_delay,
+            Some(super::super::RETRY_AFTER)
+        );
     }
 }

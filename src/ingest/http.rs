@@ -42,7 +42,9 @@ impl Format {
 
 /// The router of the OTLP/HTTP listener.
 pub fn router(ingest: Arc<Ingest>) -> Router {
-    Router::new().route("/v1/traces", post(export)).with_state(ingest)
+    Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(ingest)
 }
 
 async fn export(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
@@ -80,8 +82,16 @@ async fn export(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bod
 }
 
 fn media_type(headers: &HeaderMap) -> Result<Format, IngestError> {
-    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
         "application/json" => Ok(Format::Json),
@@ -108,12 +118,16 @@ async fn read_request(
         "gzip" => true,
         "identity" | "" => false,
         other => {
-            return Err(IngestError::UnsupportedMediaType(format!("content encoding {other:?}; use gzip or none")))
+            return Err(IngestError::UnsupportedMediaType(format!(
+                "content encoding {other:?}; use gzip or none"
+            )))
         }
     };
     let raw: Bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(IngestError::TooLarge { limit }),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(IngestError::TooLarge { limit })
+        }
         Err(e) => return Err(IngestError::Malformed(format!("reading body: {e}"))),
     };
     let payload = if gzip { gunzip(&raw, limit)? } else { raw };
@@ -141,21 +155,34 @@ pub fn decode(payload: &[u8], format: Format) -> Result<ExportTraceServiceReques
     match format {
         Format::Protobuf => ExportTraceServiceRequest::decode(payload)
             .map_err(|e| IngestError::Malformed(format!("protobuf: {e}"))),
-        Format::Json => {
-            serde_json::from_slice(payload).map_err(|e| IngestError::Malformed(format!("OTLP/JSON: {e}")))
-        }
+        Format::Json => serde_json::from_slice(payload)
+            .map_err(|e| IngestError::Malformed(format!("OTLP/JSON: {e}"))),
     }
 }
 
 fn error_response(err: &IngestError, format: Format) -> Response {
-    let status = tonic_types::Status { code: err.rpc_code(), message: err.to_string(), details: vec![] };
+    let status = tonic_types::Status {
+        code: err.rpc_code(),
+        message: err.to_string(),
+        details: vec![],
+    };
     let body = match format {
         Format::Protobuf => status.encode_to_vec(),
-        Format::Json => serde_json::json!({"code": status.code, "message": status.message}).to_string().into_bytes(),
+        Format::Json => serde_json::json!({"code": status.code, "message": status.message})
+            .to_string()
+            .into_bytes(),
     };
-    let mut resp = (err.http_status(), [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    let mut resp = (
+        err.http_status(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
     if let Some(after) = err.retry_after() {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(after.as_secs().max(1)),
+        );
     }
     resp
 }
@@ -175,16 +202,28 @@ mod tests {
         }
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 1 << 20);
-        assert!(matches!(gunzip(&bomb, 4 << 20), Err(IngestError::TooLarge { .. })));
+        assert!(matches!(
+            gunzip(&bomb, 4 << 20),
+            Err(IngestError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn content_types_follow_otlp_http() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         assert_eq!(media_type(&h).unwrap(), Format::Json);
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        assert!(matches!(media_type(&h), Err(IngestError::UnsupportedMediaType(_))));
-        assert_eq!(StatusCode::UNSUPPORTED_MEDIA_TYPE, media_type(&h).unwrap_err().http_status());
+        assert!(matches!(
+            media_type(&h),
+            Err(IngestError::UnsupportedMediaType(_))
+        ));
+        assert_eq!(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media_type(&h).unwrap_err().http_status()
+        );
     }
 }

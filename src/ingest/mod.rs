@@ -139,8 +139,20 @@ pub struct Ingest {
 
 impl Ingest {
     /// Ingest into `assembler`.
-    pub fn new(assembler: Arc<Assembler>, rule: EntryRule, metrics: Metrics, clock: Clock, max_request_size: usize) -> Self {
-        Ingest { assembler, rule, metrics, clock, max_request_size }
+    pub fn new(
+        assembler: Arc<Assembler>,
+        rule: EntryRule,
+        metrics: Metrics,
+        clock: Clock,
+        max_request_size: usize,
+    ) -> Self {
+        Ingest {
+            assembler,
+            rule,
+            metrics,
+            clock,
+            max_request_size,
+        }
     }
 
     /// Largest accepted request, decompressed.
@@ -153,17 +165,32 @@ impl Ingest {
     /// # Errors
     /// [`IngestError::Overloaded`] when the buffer cannot take the spans: nothing of the
     /// request was kept, and the sender should retry.
-    pub fn export(&self, req: ExportTraceServiceRequest, transport: Transport) -> Result<ExportOutcome, IngestError> {
+    pub fn export(
+        &self,
+        req: ExportTraceServiceRequest,
+        transport: Transport,
+    ) -> Result<ExportOutcome, IngestError> {
         let converted = convert::convert_request(req, &self.rule);
         let usable = converted.spans.len() as u64;
-        self.metrics.refuse_spans(transport, RefuseReason::InvalidId, converted.rejected as u64);
+        self.metrics.refuse_spans(
+            transport,
+            RefuseReason::InvalidId,
+            converted.rejected as u64,
+        );
         match self.assembler.insert(converted.spans, self.clock.now_ms()) {
             Ok(_) => {
-                self.metrics.accepted_spans.get_or_create(&TransportLabels { transport }).inc_by(usable);
-                Ok(ExportOutcome { rejected: converted.rejected, message: converted.first_problem })
+                self.metrics
+                    .accepted_spans
+                    .get_or_create(&TransportLabels { transport })
+                    .inc_by(usable);
+                Ok(ExportOutcome {
+                    rejected: converted.rejected,
+                    message: converted.first_problem,
+                })
             }
             Err(overloaded) => {
-                self.metrics.refuse_spans(transport, RefuseReason::Overloaded, usable);
+                self.metrics
+                    .refuse_spans(transport, RefuseReason::Overloaded, usable);
                 let err = IngestError::from(overloaded);
                 self.refused(transport, &err);
                 Err(err)

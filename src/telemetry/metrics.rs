@@ -113,8 +113,16 @@ impl Metrics {
             "Export requests refused whole, by reason",
             self.refused_requests.clone(),
         );
-        r.register("traces_buffered", "Traces being assembled", self.traces_buffered.clone());
-        r.register("spans_buffered", "Spans held in the assembly buffer", self.spans_buffered.clone());
+        r.register(
+            "traces_buffered",
+            "Traces being assembled",
+            self.traces_buffered.clone(),
+        );
+        r.register(
+            "spans_buffered",
+            "Spans held in the assembly buffer",
+            self.spans_buffered.clone(),
+        );
         r.register(
             "traces_completed",
             "Traces handed to analysis, by what completed them",
@@ -130,21 +138,33 @@ impl Metrics {
             "Completed traces waiting for the analysis stage",
             self.analysis_queue_depth.clone(),
         );
-        r.register("traces_analyzed", "Traces the analysis stage processed", self.traces_analyzed.clone());
-        r.register("spans_analyzed", "Spans the analysis stage processed", self.spans_analyzed.clone());
+        r.register(
+            "traces_analyzed",
+            "Traces the analysis stage processed",
+            self.traces_analyzed.clone(),
+        );
+        r.register(
+            "spans_analyzed",
+            "Spans the analysis stage processed",
+            self.spans_analyzed.clone(),
+        );
         r
     }
 
     /// Counts spans refused for `reason`.
     pub fn refuse_spans(&self, transport: Transport, reason: RefuseReason, n: u64) {
         if n > 0 {
-            self.refused_spans.get_or_create(&RefusedLabels { transport, reason }).inc_by(n);
+            self.refused_spans
+                .get_or_create(&RefusedLabels { transport, reason })
+                .inc_by(n);
         }
     }
 
     /// Counts one request refused whole for `reason`.
     pub fn refuse_request(&self, transport: Transport, reason: RefuseReason) {
-        self.refused_requests.get_or_create(&RefusedLabels { transport, reason }).inc();
+        self.refused_requests
+            .get_or_create(&RefusedLabels { transport, reason })
+            .inc();
     }
 }
 

@@ -2,10 +2,12 @@
 
 Runs inside the scenario venv (needs the `opentelemetry-proto` package):
 
-    python capture_otlp.py --port 4318 --out trace.json [--port-file F]
+    python capture_otlp.py --port 4318 --out trace.json [--port-file F] [--grpc-port P]
 
-Accepts `POST /v1/traces` with `application/x-protobuf` (gzip or identity),
-decodes it as `ExportTraceServiceRequest`, and after every request rewrites
+Accepts `POST /v1/traces` with `application/x-protobuf` (gzip or identity,
+Content-Length or chunked) and, with --grpc-port, OTLP/gRPC `Export` too
+(grpcio, installed with the gRPC exporter); decodes `ExportTraceServiceRequest`
+and after every request rewrites
 --out (atomically) with all spans received so far, in arrival order:
 
     {"spans": [{"trace_id": hex32, "span_id": hex16, "parent_span_id": hex16|null,
@@ -116,9 +118,22 @@ def make_handler(store):
             self.end_headers()
             self.wfile.write(body)
 
+        def _read_body(self):
+            # The Node exporter sends its body with Transfer-Encoding: chunked.
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
         def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
+            body = self._read_body()
             if self.path.split("?")[0] != "/v1/traces":
                 return self._answer(404, b"not found", "text/plain")
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -137,12 +152,32 @@ def make_handler(store):
     return Handler
 
 
+def start_grpc(store, host, port):
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):  # noqa: N802 (gRPC method name)
+            store.add(convert(request))
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server, bound
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--port-file", help="write the bound port here once listening")
+    ap.add_argument("--grpc-port", type=int, default=None, help="also serve OTLP/gRPC here (0: any free port)")
+    ap.add_argument("--grpc-port-file", help="write the bound gRPC port here once listening")
     args = ap.parse_args()
 
     store = Store(args.out)
@@ -151,6 +186,15 @@ def main():
 
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
+
+    grpc_server = None
+    if args.grpc_port is not None:
+        grpc_server, grpc_port = start_grpc(store, args.host, args.grpc_port)
+        if args.grpc_port_file:
+            with open(args.grpc_port_file + ".tmp", "w") as f:
+                f.write(str(grpc_port))
+            os.replace(args.grpc_port_file + ".tmp", args.grpc_port_file)
+        print(f"capture_otlp gRPC on {args.host}:{grpc_port}", file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -162,6 +206,8 @@ def main():
     print(f"capture_otlp listening on {args.host}:{port}, writing {args.out}", file=sys.stderr, flush=True)
     server.serve_forever()
     server.server_close()
+    if grpc_server is not None:
+        grpc_server.stop(grace=1).wait()
     print(f"capture_otlp: {len(store.spans)} spans in {args.out}", file=sys.stderr, flush=True)
 
 

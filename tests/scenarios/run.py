@@ -10,7 +10,8 @@ service, and stopped gracefully (SIGTERM, so the SDKs flush).
   run.py setup   [--env-dir DIR]
   run.py run     SCENARIO --otlp-endpoint http://127.0.0.1:PORT
                  [--protocol http/protobuf|grpc] [--requests N] [--env-dir DIR]
-  run.py capture [SCENARIO ...|all] [--out-dir tests/fixtures/traces] [--requests N] [--env-dir DIR]
+  run.py capture [SCENARIO ...|all] [--out-dir tests/fixtures/traces] [--requests N]
+                 [--protocol http/protobuf|grpc] [--env-dir DIR]
   run.py list
 
 DIR (the venv and node_modules) defaults to $FAULTLINE_SCENARIO_ENV or
@@ -145,7 +146,7 @@ class Service:
             env["PYTHONUNBUFFERED"] = "1"
             cmd = [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"),
                    str(PY_DIR / "app.py"), self.role]
-            return cmd, env, str(PY_DIR)
+            return cmd, env, None
         node_env = env_dir / "node"
         env["NODE_PATH"] = str(node_env / "node_modules")
         # Only local resource detectors: the default "all" includes cloud
@@ -168,11 +169,15 @@ class Cluster:
         for s in self.services.values():
             s.port = free_port()
         urls = {f"{s.name}_url": s.url for s in self.services.values()}
-        db_dir = self.workdir / "db"
-        db_dir.mkdir(parents=True, exist_ok=True)
         for s in self.services.values():
             cmd, env, cwd = s.command_and_env(self.env_dir, self.otlp_endpoint, self.protocol, urls)
-            env["APP_DB"] = str(db_dir / f"{s.name}.sqlite")
+            if s.lang == "python":
+                # Each instance runs in its own directory with a relative SQLite
+                # path: db.name (and the SQLAlchemy span names "SELECT <db.name>")
+                # are then stable across runs, as a real deployment's are.
+                cwd = self.workdir / s.name
+                cwd.mkdir(parents=True, exist_ok=True)
+                env["APP_DB"] = f"{s.role}.sqlite"
             s.logfile = open(self.workdir / f"{s.name}.log", "wb")
             s.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                       stdout=s.logfile, stderr=subprocess.STDOUT, start_new_session=True)
@@ -286,8 +291,12 @@ def null_field_fire(c, r, n):
 
 def missing_secret_services():
     return [
-        svc_py("payments_us", "payments", "3.1.0", region="us-east-1", PAYMENT_SIGNING_KEY="us-test-signing-key"),
-        svc_py("payments_eu", "payments", "3.1.0", region="eu-west-1"),
+        # Both instances opt in to the stable HTTP semantic conventions
+        # (http.request.method, http.response.status_code, error.type ...),
+        # the other Python services keep the instrumentation's default (old names).
+        svc_py("payments_us", "payments", "3.1.0", region="us-east-1", PAYMENT_SIGNING_KEY="us-test-signing-key",
+               OTEL_SEMCONV_STABILITY_OPT_IN="http"),
+        svc_py("payments_eu", "payments", "3.1.0", region="eu-west-1", OTEL_SEMCONV_STABILITY_OPT_IN="http"),
     ]
 
 
@@ -418,15 +427,19 @@ def run_scenario(name, env_dir: Path, otlp_endpoint, protocol="http/protobuf", n
 
 
 # ------------------------------------------------------------------- capture
-def capture(names, env_dir: Path, out_dir: Path, n):
+def capture(names, env_dir: Path, out_dir: Path, n, protocol="http/protobuf"):
     out_dir.mkdir(parents=True, exist_ok=True)
     py = env_dir / "venv" / "bin" / "python"
     failures = 0
     for name in names:
         tmp = Path(tempfile.mkdtemp(prefix="faultline-capture-"))
         port_file, out = tmp / "port", tmp / "spans.json"
-        proc = subprocess.Popen([str(py), str(HERE / "capture_otlp.py"), "--port", "0", "--out", str(out),
-                                 "--port-file", str(port_file)], start_new_session=True)
+        cmd = [str(py), str(HERE / "capture_otlp.py"), "--port", "0", "--out", str(out)]
+        if protocol == "grpc":
+            cmd += ["--grpc-port", "0", "--grpc-port-file", str(port_file)]
+        else:
+            cmd += ["--port-file", str(port_file)]
+        proc = subprocess.Popen(cmd, start_new_session=True)
         try:
             deadline = time.monotonic() + 10
             while not port_file.exists():
@@ -434,7 +447,7 @@ def capture(names, env_dir: Path, out_dir: Path, n):
                     raise RuntimeError("capture receiver did not start")
                 time.sleep(0.05)
             endpoint = f"http://127.0.0.1:{port_file.read_text().strip()}"
-            summary, results = run_scenario(name, env_dir, endpoint, "http/protobuf", n)
+            summary, results = run_scenario(name, env_dir, endpoint, protocol, n)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -472,6 +485,8 @@ def main(argv=None):
     p_cap.add_argument("scenarios", nargs="*", default=["all"])
     p_cap.add_argument("--out-dir", type=Path, default=DEFAULT_FIXTURES)
     p_cap.add_argument("--requests", type=int, default=3)
+    p_cap.add_argument("--protocol", default="http/protobuf", choices=["http/protobuf", "grpc"],
+                       help="how the SDKs export to the capture receiver (fixtures are captured over http/protobuf)")
     sub.add_parser("list", help="list the scenarios")
     for p in (p_setup, p_run, p_cap):
         p.add_argument("--env-dir", type=Path, default=DEFAULT_ENV,
@@ -497,7 +512,7 @@ def main(argv=None):
         unknown = [x for x in names if x not in SCENARIOS]
         if unknown:
             ap.error(f"unknown scenario(s) {unknown}; one of {sorted(SCENARIOS)}")
-        return 1 if capture(names, env_dir, args.out_dir.resolve(), max(1, args.requests)) else 0
+        return 1 if capture(names, env_dir, args.out_dir.resolve(), max(1, args.requests), args.protocol) else 0
     return 2
 
 

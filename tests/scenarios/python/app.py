@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 
@@ -53,40 +54,40 @@ engine = create_engine(
 
 # ---------------------------------------------------------------- data seeding
 def seed_database():
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS profiles"))
-        conn.execute(text("DROP TABLE IF EXISTS orders"))
-        conn.execute(text("DROP TABLE IF EXISTS stock"))
-        conn.execute(text(
+    """Seed this instance's SQLite file with the stdlib driver directly, so that
+    start-up DDL does not show up as traces; requests go through SQLAlchemy."""
+    conn = sqlite3.connect(DB_PATH)
+    with conn:
+        conn.executescript(
+            "DROP TABLE IF EXISTS profiles; DROP TABLE IF EXISTS orders; DROP TABLE IF EXISTS stock;"
             "CREATE TABLE profiles (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL,"
-            " name TEXT NOT NULL, preferences TEXT)"))
-        conn.execute(text(
+            " name TEXT NOT NULL, preferences TEXT);"
             "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL,"
-            " sku TEXT NOT NULL, quantity INTEGER NOT NULL)"))
-        conn.execute(text(
+            " sku TEXT NOT NULL, quantity INTEGER NOT NULL);"
             "CREATE TABLE stock (sku TEXT PRIMARY KEY, region_code TEXT NOT NULL,"
-            " available INTEGER NOT NULL)"))
+            " available INTEGER NOT NULL);")
         # Profiles: records imported from the legacy system have NULL preferences.
-        conn.execute(text("INSERT INTO profiles VALUES (:id, :tenant, :name, :prefs)"), [
-            {"id": 1, "tenant": "acme", "name": "Ada", "prefs": json.dumps({"theme": "dark", "locale": "en-GB"})},
-            {"id": 2, "tenant": "acme", "name": "Grace", "prefs": json.dumps({"theme": "light", "locale": "en-US"})},
-            {"id": 3, "tenant": "globex", "name": "Linus", "prefs": json.dumps({"theme": "light", "locale": "fi-FI"})},
-            {"id": 100, "tenant": "legacy-import", "name": "Old Customer 100", "prefs": None},
-            {"id": 101, "tenant": "legacy-import", "name": "Old Customer 101", "prefs": None},
+        conn.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", [
+            (1, "acme", "Ada", json.dumps({"theme": "dark", "locale": "en-GB"})),
+            (2, "acme", "Grace", json.dumps({"theme": "light", "locale": "en-US"})),
+            (3, "globex", "Linus", json.dumps({"theme": "light", "locale": "fi-FI"})),
+            (100, "legacy-import", "Old Customer 100", None),
+            (101, "legacy-import", "Old Customer 101", None),
         ])
-        conn.execute(text("INSERT INTO orders VALUES (:id, :customer, :sku, :qty)"), [
-            {"id": 1, "customer": "acme", "sku": "SKU-US-1", "qty": 2},
-            {"id": 2, "customer": "globex", "sku": "SKU-US-2", "qty": 1},
-            {"id": 7, "customer": "initech", "sku": "SKU-AP-7", "qty": 5},
-            {"id": 8, "customer": "initech", "sku": "SKU-AP-8", "qty": 1},
+        conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", [
+            (1, "acme", "SKU-US-1", 2),
+            (2, "globex", "SKU-US-2", 1),
+            (7, "initech", "SKU-AP-7", 5),
+            (8, "initech", "SKU-AP-8", 1),
         ])
         # SKU-AP-* carry a region code that the warehouse table does not know.
-        conn.execute(text("INSERT INTO stock VALUES (:sku, :region, :available)"), [
-            {"sku": "SKU-US-1", "region": "us", "available": 40},
-            {"sku": "SKU-US-2", "region": "eu", "available": 3},
-            {"sku": "SKU-AP-7", "region": "ap-south", "available": 12},
-            {"sku": "SKU-AP-8", "region": "ap-south", "available": 9},
+        conn.executemany("INSERT INTO stock VALUES (?, ?, ?)", [
+            ("SKU-US-1", "us", 40),
+            ("SKU-US-2", "eu", 3),
+            ("SKU-AP-7", "ap-south", 12),
+            ("SKU-AP-8", "ap-south", 9),
         ])
+    conn.close()
 
 
 # ----------------------------------------------------------------- common bits

@@ -1,0 +1,11 @@
+//! Black-box tests: the real `faultline` binary on ephemeral loopback ports, driven by
+//! real OTLP clients (Rust opentelemetry-otlp, the Python SDK, rotel-agent) and by raw
+//! protocol requests for the edge cases. One test binary (ripgrep's layout).
+
+mod support;
+
+mod config_cli;
+mod ingest_clients;
+mod ingest_protocol;
+mod pushback;
+mod shutdown;
