@@ -6,6 +6,7 @@
 //! one validated configuration.
 #![deny(missing_docs)]
 
+pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod assembly;

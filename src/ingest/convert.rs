@@ -162,7 +162,12 @@ pub fn materialize(trace_id: TraceId, spans: &[BufferedSpan]) -> Result<model::T
             std::collections::hash_map::Entry::Vacant(v) => {
                 let resource = ProtoResource::decode(&*b.origin.resource)?;
                 let scope = InstrumentationScope::decode(&*b.origin.scope)?;
-                v.insert((Arc::new(model::Resource { attributes: attributes(resource.attributes) }), scope.name))
+                v.insert((
+                    Arc::new(model::Resource {
+                        attributes: attributes(resource.attributes),
+                    }),
+                    scope.name,
+                ))
             }
         };
         let p = ProtoSpan::decode(&*b.encoded)?;
