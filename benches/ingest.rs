@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
             Metrics::default(),
         ));
         let mut i = 0u64;
+        let mut n = 0u64;
         b.iter_batched(
             || {
                 i += 1;
@@ -63,7 +64,8 @@ fn bench(c: &mut Criterion) {
                 let req = decode(&body, Format::Protobuf).unwrap();
                 let converted = convert_request(req, &rule);
                 assembler.insert(converted.spans, 0).unwrap();
-                if i % 1000 == 0 {
+                n += 1;
+                if n % 1000 == 0 {
                     assembler.sweep(u64::MAX / 2);
                     while rx.try_recv().is_ok() {}
                 }

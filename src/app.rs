@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::ingest::convert::EntryRule;
 use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
-use crate::pipeline::{self, TraceSink};
+use crate::pipeline::{self, AnalysisStage, TraceSink};
+use crate::store::VerdictStore;
 use crate::telemetry::metrics::Metrics;
 
 /// A running service.
@@ -70,10 +71,21 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 ///
 /// # Errors
 /// A listener cannot be bound, or the analysis thread cannot start.
-pub async fn start(
+pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
+    let store = Arc::new(VerdictStore::new(config.verdict_retention));
+    let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone());
+    start_with_stage(config, metrics, store, Box::new(stage)).await
+}
+
+/// Like [`start`], with another analysis stage (tests hold or observe the hand-off).
+///
+/// # Errors
+/// A listener cannot be bound, or the analysis thread cannot start.
+pub async fn start_with_stage(
     config: &Config,
-    sink: Box<dyn TraceSink>,
     metrics: Metrics,
+    store: Arc<VerdictStore>,
+    sink: Box<dyn TraceSink>,
 ) -> anyhow::Result<Service> {
     let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
     let otlp_http_listener = bind(config.otlp_http_listen, "OTLP/HTTP").await?;
@@ -99,7 +111,9 @@ pub async fn start(
     let stage = pipeline::spawn(rx, sink).context("cannot start the analysis thread")?;
     let ingest = Arc::new(Ingest::new(
         Arc::clone(&assembler),
-        EntryRule::default(),
+        EntryRule {
+            error_statuses: config.analysis.error_statuses.clone(),
+        },
         metrics.clone(),
         clock,
         config.ingest.max_request_size,
@@ -135,6 +149,7 @@ pub async fn start(
         registry: metrics.registry(),
         metrics: metrics.clone(),
         assembler: Arc::clone(&assembler),
+        store,
         listeners_up: false.into(),
     });
     let api_stop = CancellationToken::new();
@@ -238,11 +253,10 @@ impl Service {
 /// Start-up failed, or shutdown missed its deadline.
 pub async fn run(
     config: Config,
-    sink: Box<dyn TraceSink>,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ShutdownSummary> {
-    let service = start(&config, sink, metrics).await?;
+    let service = start(&config, metrics).await?;
     shutdown.await;
     tracing::info!(
         "shutting down: analysing {} buffered spans",

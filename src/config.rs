@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::analysis::AnalysisConfig;
 use serde::Deserialize;
 
 /// Errors turning raw options into a [`Config`].
@@ -115,6 +117,32 @@ pub struct ServeArgs {
     #[arg(long, env = "FAULTLINE_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
 
+    /// HTTP status that makes a SERVER span the entry of a failing request; repeat or
+    /// comma-separate for several [default: 500].
+    #[arg(
+        long,
+        env = "FAULTLINE_ERROR_STATUS",
+        value_name = "CODE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub error_status: Vec<String>,
+
+    /// Attribute keys naming the tenant, in order of preference; repeat or
+    /// comma-separate [default: app.tenant,tenant.id,tenant].
+    #[arg(
+        long,
+        env = "FAULTLINE_TENANT_ATTRIBUTE",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub tenant_attribute: Vec<String>,
+
+    /// Verdicts are kept for the newest this many traces [default: 100000].
+    #[arg(long, env = "FAULTLINE_VERDICT_RETENTION", value_name = "N")]
+    pub verdict_retention: Option<String>,
+
     /// Log filter in `RUST_LOG` syntax [default: info].
     #[arg(long, env = "FAULTLINE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -137,6 +165,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Log filter.
     pub log_level: String,
+    /// What the analysis is told.
+    pub analysis: AnalysisConfig,
+    /// Traces whose verdicts are kept.
+    pub verdict_retention: usize,
 }
 
 /// Limits of the OTLP receivers.
@@ -184,6 +216,17 @@ impl ServeArgs {
             late_span_window: self.late_span_window.or(lower.late_span_window),
             shutdown_timeout: self.shutdown_timeout.or(lower.shutdown_timeout),
             log_level: self.log_level.or(lower.log_level),
+            error_status: if self.error_status.is_empty() {
+                lower.error_status
+            } else {
+                self.error_status
+            },
+            tenant_attribute: if self.tenant_attribute.is_empty() {
+                lower.tenant_attribute
+            } else {
+                self.tenant_attribute
+            },
+            verdict_retention: self.verdict_retention.or(lower.verdict_retention),
         }
     }
 }
@@ -207,12 +250,24 @@ pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
 fn parse_file(text: &str) -> Result<ServeArgs, String> {
     // Accept `max-buffered-spans = 1000` as well as `"1000"`: turn scalars into strings.
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
-    for (_, v) in table.iter_mut() {
+    fn stringify(v: &mut toml::Value) {
         match v {
             toml::Value::Integer(i) => *v = toml::Value::String(i.to_string()),
             toml::Value::Float(f) => *v = toml::Value::String(f.to_string()),
             toml::Value::Boolean(b) => *v = toml::Value::String(b.to_string()),
+            toml::Value::Array(items) => items.iter_mut().for_each(stringify),
             _ => {}
+        }
+    }
+    for (key, v) in table.iter_mut() {
+        stringify(v);
+        // List options also take one comma-separated string, as on the command line.
+        if let ("error-status" | "tenant-attribute", toml::Value::String(s)) = (key.as_str(), &*v) {
+            *v = toml::Value::Array(
+                s.split(',')
+                    .map(|p| toml::Value::String(p.trim().to_string()))
+                    .collect(),
+            );
         }
     }
     ServeArgs::deserialize(table).map_err(|e| e.to_string())
@@ -319,6 +374,31 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             "expected a filter like info or faultline=debug",
         ));
     }
+    let mut error_statuses = Vec::new();
+    for raw in &a.error_status {
+        match raw.trim().parse::<i64>() {
+            Ok(code @ 100..=599) => error_statuses.push(code),
+            _ => {
+                return Err(invalid(
+                    "error-status",
+                    raw,
+                    "expected an HTTP status code 100-599",
+                ))
+            }
+        }
+    }
+    if error_statuses.is_empty() {
+        error_statuses.push(500);
+    }
+    let mut tenant_attributes: Vec<String> = a
+        .tenant_attribute
+        .iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if tenant_attributes.is_empty() {
+        tenant_attributes = AnalysisConfig::default().tenant_attributes;
+    }
     Ok(Config {
         otlp_grpc_listen: addr("otlp-grpc-listen", a.otlp_grpc_listen, "127.0.0.1:4317")?,
         otlp_http_listen: addr("otlp-http-listen", a.otlp_http_listen, "127.0.0.1:4318")?,
@@ -335,6 +415,11 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         },
         shutdown_timeout: duration("shutdown-timeout", a.shutdown_timeout, "20s")?,
         log_level,
+        analysis: AnalysisConfig {
+            error_statuses,
+            tenant_attributes,
+        },
+        verdict_retention: count("verdict-retention", a.verdict_retention, 100_000)?,
     })
 }
 
@@ -417,6 +502,24 @@ mod tests {
         assert_eq!(c.assembly.trace_idle, Duration::from_secs(1));
         assert_eq!(c.assembly.max_buffered_spans, 500);
         assert_eq!(c.http_listen.port(), 1);
+    }
+
+    #[test]
+    fn list_options_accept_repeats_lists_and_commas() {
+        let file =
+            parse_file("error-status = [500, 503]\ntenant-attribute = \"org.id, tenant\"").unwrap();
+        let c = resolve(file).unwrap();
+        assert_eq!(c.analysis.error_statuses, vec![500, 503]);
+        assert_eq!(c.analysis.tenant_attributes, vec!["org.id", "tenant"]);
+        let bad = ServeArgs {
+            error_status: vec!["5xx".into()],
+            ..Default::default()
+        };
+        assert!(resolve(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--error-status"));
+        assert_eq!(Config::default().analysis.error_statuses, vec![500]);
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;
+pub mod store;
 pub mod synth;
 pub mod telemetry;

@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use faultline::config::{self, Cli, Command};
-use faultline::pipeline::CountingStage;
 use faultline::telemetry::{self, metrics::Metrics};
 
 // Decoding OTLP is dominated by allocation; mimalloc roughly doubles it (ECOSYSTEM.md).
@@ -37,13 +36,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let metrics = Metrics::default();
-    let stage = Box::new(CountingStage::new(metrics.clone()));
-    match runtime.block_on(faultline::app::run(
-        config,
-        stage,
-        metrics,
-        shutdown_signal(),
-    )) {
+    match runtime.block_on(faultline::app::run(config, metrics, shutdown_signal())) {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -1,10 +1,15 @@
 //! The analysis stage: a dedicated OS thread draining the bounded hand-off channel, so
 //! CPU-heavy analysis never runs on the async workers that serve ingest.
 
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use tokio::sync::mpsc;
 
+use crate::analysis::{analyze_trace, AnalysisConfig};
 use crate::assembly::CompletedTrace;
 use crate::ingest::convert;
+use crate::store::VerdictStore;
 use crate::telemetry::metrics::Metrics;
 
 /// What the analysis stage does with each completed trace.
@@ -13,28 +18,60 @@ pub trait TraceSink: Send + 'static {
     fn handle(&mut self, trace: CompletedTrace);
 }
 
-/// The stage as shipped before the analysis core: counts every trace and span, and
-/// materialises traces that hold a failing entry so conversion runs on real data.
-pub struct CountingStage {
+/// The shipped stage: traces holding a failing entry are materialised into the plain
+/// model and analysed; their verdicts go to the store. Healthy traces are only counted
+/// (the ingest-time entry pre-check spares them any decoding).
+pub struct AnalysisStage {
+    cfg: AnalysisConfig,
+    store: Arc<VerdictStore>,
     metrics: Metrics,
 }
 
-impl CountingStage {
-    /// A stage counting into `metrics`.
-    pub fn new(metrics: Metrics) -> Self {
-        CountingStage { metrics }
+impl AnalysisStage {
+    /// A stage analysing with `cfg` into `store`.
+    pub fn new(cfg: AnalysisConfig, store: Arc<VerdictStore>, metrics: Metrics) -> Self {
+        AnalysisStage {
+            cfg,
+            store,
+            metrics,
+        }
     }
 }
 
-impl TraceSink for CountingStage {
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl TraceSink for AnalysisStage {
     fn handle(&mut self, trace: CompletedTrace) {
-        if trace.has_entry_candidate {
-            if let Err(e) = convert::materialize(trace.trace_id, &trace.spans) {
-                tracing::error!(trace_id = %trace.trace_id, "cannot materialise trace: {e}");
-            }
-        }
         self.metrics.traces_analyzed.inc();
         self.metrics.spans_analyzed.inc_by(trace.spans.len() as u64);
+        if !trace.has_entry_candidate {
+            return;
+        }
+        let model = match convert::materialize(trace.trace_id, &trace.spans) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(trace_id = %trace.trace_id, "cannot materialise trace: {e}");
+                return;
+            }
+        };
+        let verdicts = analyze_trace(&model, &self.cfg, now_unix_nano());
+        if verdicts.is_empty() {
+            return;
+        }
+        self.metrics.verdicts.inc_by(verdicts.len() as u64);
+        for v in self.store.record(verdicts) {
+            tracing::debug!(
+                trace_id = %v.trace_id,
+                classification = v.classification.as_str(),
+                service = %v.entry.service,
+                "verdict"
+            );
+        }
     }
 }
 

@@ -33,6 +33,17 @@ impl Classification {
             Classification::Inconclusive => "inconclusive",
         }
     }
+
+    /// Parses the wire name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Classification::DeterministicHandlerDefect,
+            Classification::LateDependencyFailure,
+            Classification::Inconclusive,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+    }
 }
 
 /// gRPC codes that mark a span as failing: UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE.

@@ -1,4 +1,5 @@
-//! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz` and `/metrics`.
+//! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz`, `/metrics` and the
+//! verdict API of DESIGN §4 ([`verdicts`]).
 //!
 //! `router(state)` is a plain axum `Router`, so tests drive it with `oneshot` as well as
 //! over a socket.
@@ -13,7 +14,10 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 
+pub mod verdicts;
+
 use crate::assembly::Assembler;
+use crate::store::VerdictStore;
 use crate::telemetry::metrics::Metrics;
 
 /// What the API handlers read.
@@ -24,6 +28,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// The trace buffer, for gauges and readiness.
     pub assembler: Arc<Assembler>,
+    /// Verdicts and fingerprint groups.
+    pub store: Arc<VerdictStore>,
     /// Set once every listener is bound and serving.
     pub listeners_up: AtomicBool,
 }
@@ -34,7 +40,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(Arc::clone(&state))
+        .merge(verdicts::router(Arc::clone(&state.store)))
 }
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
@@ -64,6 +71,9 @@ async fn metrics(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response
     s.metrics
         .analysis_queue_depth
         .set(s.assembler.queue_depth() as i64);
+    s.metrics
+        .verdicts_retained
+        .set(s.store.retained_traces() as i64);
     let wants_openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

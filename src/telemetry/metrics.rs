@@ -92,6 +92,10 @@ pub struct Metrics {
     pub traces_analyzed: Counter,
     /// `faultline_spans_analyzed_total`.
     pub spans_analyzed: Counter,
+    /// `faultline_verdicts_total`: verdicts made (one per failing request).
+    pub verdicts: Counter,
+    /// `faultline_verdicts_retained`: traces whose verdicts the store holds.
+    pub verdicts_retained: Gauge,
 }
 
 impl Metrics {
@@ -147,6 +151,16 @@ impl Metrics {
             "spans_analyzed",
             "Spans the analysis stage processed",
             self.spans_analyzed.clone(),
+        );
+        r.register(
+            "verdicts",
+            "Verdicts made, one per failing request",
+            self.verdicts.clone(),
+        );
+        r.register(
+            "verdicts_retained",
+            "Traces whose verdicts are retained",
+            self.verdicts_retained.clone(),
         );
         r
     }

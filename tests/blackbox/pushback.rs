@@ -65,15 +65,13 @@ async fn a_blocked_analysis_stage_makes_both_receivers_push_back_retryably() {
     .unwrap();
     let (release, gate) = mpsc::channel();
     let metrics = Metrics::default();
-    let service = faultline::app::start(
-        &config,
-        Box::new(HeldStage {
-            gate: Arc::new(Mutex::new(gate)),
-        }),
-        metrics.clone(),
-    )
-    .await
-    .unwrap();
+    let store = Arc::new(faultline::store::VerdictStore::new(10));
+    let held = Box::new(HeldStage {
+        gate: Arc::new(Mutex::new(gate)),
+    });
+    let service = faultline::app::start_with_stage(&config, metrics.clone(), store, held)
+        .await
+        .unwrap();
     let mut grpc = TraceServiceClient::connect(format!("http://{}", service.otlp_grpc_addr))
         .await
         .unwrap();
