@@ -907,7 +907,7 @@ fn captured_fixtures_get_the_expected_verdicts() {
         ),
     ];
     for (name, class, origin_service) in expect {
-        let Some(t) = fixture(name) else { continue };
+        let t = fixture(name).unwrap_or_else(|| panic!("fixture {name} is missing"));
         let verdicts = analyze(&t);
         assert!(!verdicts.is_empty(), "{name}: no verdict");
         for v in &verdicts {
@@ -936,6 +936,14 @@ fn captured_fixtures_get_the_expected_verdicts() {
                 }
             }
             "malformed_downstream.json" => {
+                assert!(
+                    verdicts.iter().all(|v| has(
+                        v,
+                        "to inventory `GET /inventory/<sku>/stock` answered HTTP 200"
+                    )),
+                    "the evidence names the dependency that answered: {:#?}",
+                    verdicts[0].evidence
+                );
                 assert!(
                     verdicts.iter().all(|v| has(v, "which is a parse error")),
                     "{:#?}",

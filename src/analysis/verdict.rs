@@ -192,6 +192,31 @@ fn status_text(span: &Span, code: i64) -> String {
     }
 }
 
+/// A dependency call named with its target: the downstream service whose server span
+/// answered it when that service exports spans, else the peer address the client recorded.
+fn call_label(graph: &SpanGraph<'_>, call: usize) -> String {
+    let span = graph.span(call);
+    let downstream = graph
+        .children(call)
+        .iter()
+        .map(|&c| graph.span(c))
+        .find(|c| c.service_name() != span.service_name());
+    if let Some(d) = downstream {
+        return format!("{} to {}", label(span), label(d));
+    }
+    const PEER_KEYS: [&str; 5] = [
+        "server.address",
+        "net.peer.name",
+        "url.full",
+        "http.url",
+        "db.system",
+    ];
+    match span.attributes.get_any(&PEER_KEYS) {
+        Some(peer) => format!("{} to {}", label(span), peer.to_display()),
+        None => label(span),
+    }
+}
+
 /// The readable error of a failing span.
 fn error_text(span: &Span) -> String {
     if let Some(e) = exception_event(span) {
@@ -513,12 +538,12 @@ pub fn assemble(
                     evidence.push(if parse_error {
                         format!(
                             "{} answered {answered} just before the exception, which is a parse error: the handler failed on that answer (a malformed or unexpected payload), the call itself did not fail.",
-                            label(ds)
+                            call_label(graph, d)
                         )
                     } else {
                         format!(
                             "{} answered {answered} just before the exception; if the handler was reading that answer, an unexpected payload may be the trigger.",
-                            label(ds)
+                            call_label(graph, d)
                         )
                     });
                 }

@@ -8,4 +8,5 @@ mod config_cli;
 mod ingest_clients;
 mod ingest_protocol;
 mod pushback;
+mod scenarios;
 mod shutdown;
