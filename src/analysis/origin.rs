@@ -15,6 +15,7 @@ use super::classify::{
     call_reason, dependency_failure, exception_event, exception_parts, grpc_dependency_failure,
     is_explicit_success, is_failing,
 };
+use super::fingerprint::stack::parse as parse_stack;
 use super::graph::SpanGraph;
 
 /// The result of following the evidence.
@@ -101,13 +102,25 @@ pub fn find_origin(graph: &SpanGraph<'_>, entry: usize) -> OriginSearch {
     }
 }
 
-/// The exception to fingerprint: the origin's own, else the deepest one recorded on the
-/// path between the origin and the entry. Returns the node that recorded it.
+/// The exception to fingerprint: the deepest one on the path from the entry to the origin
+/// whose stack has in-app frames, else the deepest one at all. Returns the node that
+/// recorded it.
 pub fn exception_node(graph: &SpanGraph<'_>, path: &[usize]) -> Option<usize> {
-    path.iter()
-        .rev()
-        .copied()
-        .find(|&n| exception_event(graph.span(n)).is_some())
+    // An instrumented client often records the same exception with a stack made only of
+    // library frames (Python `requests`), while the handler's copy shows the code path
+    // that made the call: prefer the deepest exception whose stack has in-app frames.
+    let mut deepest = None;
+    for n in path.iter().rev().copied() {
+        let Some(event) = exception_event(graph.span(n)) else {
+            continue;
+        };
+        deepest.get_or_insert(n);
+        let (_, _, stack) = exception_parts(event);
+        if parse_stack(stack).is_some_and(|p| p.frames.iter().any(|f| f.in_app)) {
+            return Some(n);
+        }
+    }
+    deepest
 }
 
 #[cfg(test)]

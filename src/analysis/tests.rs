@@ -367,7 +367,10 @@ fn malformed_payload_is_a_handler_defect_naming_the_dependency_that_answered() {
         Some("request handler - /profile/:id")
     );
     assert!(
-        has(&v, "web `GET` answered HTTP 200 just before the exception"),
+        has(
+            &v,
+            "web `GET` to profiles answered HTTP 200 just before the exception"
+        ),
         "{:#?}",
         v.evidence
     );
@@ -972,4 +975,31 @@ fn captured_fixtures_get_the_expected_verdicts() {
     if let Some(t) = fixture("healthy.json") {
         assert!(analyze(&t).is_empty(), "healthy.json gives no verdict");
     }
+}
+
+#[test]
+fn a_dependency_failure_is_fingerprinted_by_the_handler_stack_that_made_the_call() {
+    // Python `requests` records the timeout on the client span with library frames only;
+    // the Flask server span's copy shows which handler made the call.
+    let lib_only = "Traceback (most recent call last):\n  File \"/srv/.venv/lib/python3.11/site-packages/requests/adapters.py\", line 713, in send\n    raise ReadTimeout(e, request=request)\nrequests.exceptions.ReadTimeout: HTTPConnectionPool(host='127.0.0.1', port=40111): Read timed out. (read timeout=0.3)\n";
+    let in_app = "Traceback (most recent call last):\n  File \"/srv/app/orders/views.py\", line 88, in reserve_order\n    r = requests.post(url, timeout=0.3)\n  File \"/srv/.venv/lib/python3.11/site-packages/requests/api.py\", line 115, in post\n    return request(\"post\", url, data=data, json=json, **kwargs)\nrequests.exceptions.ReadTimeout: HTTPConnectionPool(host='127.0.0.1', port=40111): Read timed out. (read timeout=0.3)\n";
+    let t = trace(vec![
+        sp(1, None, "orders", SERVER, "POST /orders", 0, 400)
+            .http(500)
+            .error()
+            .exception("requests.exceptions.ReadTimeout", "Read timed out.", in_app),
+        sp(2, Some(1), "orders", CLIENT, "POST", 10, 320)
+            .attr("server.address", "inventory")
+            .error()
+            .exception(
+                "requests.exceptions.ReadTimeout",
+                "Read timed out.",
+                lib_only,
+            ),
+    ]);
+    let v = one(&t);
+    assert_eq!(v.classification, Classification::LateDependencyFailure);
+    assert_eq!(v.origin.as_ref().map(|o| o.name.as_str()), Some("POST"));
+    let fp = v.fingerprint.as_deref().unwrap_or_default();
+    assert!(fp.contains("reserve_order"), "{fp}");
 }

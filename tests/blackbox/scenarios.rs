@@ -243,10 +243,10 @@ fn a_dependency_timeout_behind_a_generic_500_is_a_late_dependency_failure() {
         );
         assert_eq!(v["blame"]["is_dependency"], true, "{v:#}");
         assert!(v["blame"]["share"].as_f64().unwrap() > 0.8, "{v:#}");
+        let fp = v["fingerprint"].as_str().unwrap();
         assert!(
-            v["fingerprint"].as_str().unwrap().contains("ReadTimeout"),
-            "{}",
-            v["fingerprint"]
+            fp.contains("ReadTimeout") && fp.contains("reserve_order"),
+            "fingerprinted by the handler stack that made the call: {fp}"
         );
     }
     same_fingerprint(&vs.iter().collect::<Vec<_>>());
