@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use crate::analysis::{analyze_trace, AnalysisConfig};
+use crate::analysis::{analyze_trace, AnalysisConfig, Verdict};
 use crate::assembly::CompletedTrace;
 use crate::ingest::convert;
 use crate::store::VerdictStore;
@@ -18,6 +18,13 @@ pub trait TraceSink: Send + 'static {
     fn handle(&mut self, trace: CompletedTrace);
 }
 
+/// Something that reacts to each verdict once it is stored (metrics, live subscribers).
+/// Called on the analysis thread: implementations must not block.
+pub trait VerdictObserver: Send + Sync + 'static {
+    /// One new verdict, with cross-trace evidence already added.
+    fn on_verdict(&self, verdict: &Arc<Verdict>);
+}
+
 /// The shipped stage: traces holding a failing entry are materialised into the plain
 /// model and analysed; their verdicts go to the store. Healthy traces are only counted
 /// (the ingest-time entry pre-check spares them any decoding).
@@ -25,6 +32,7 @@ pub struct AnalysisStage {
     cfg: AnalysisConfig,
     store: Arc<VerdictStore>,
     metrics: Metrics,
+    observers: Vec<Arc<dyn VerdictObserver>>,
 }
 
 impl AnalysisStage {
@@ -34,7 +42,14 @@ impl AnalysisStage {
             cfg,
             store,
             metrics,
+            observers: Vec::new(),
         }
+    }
+
+    /// Adds an observer told of every stored verdict, in the order they are made.
+    pub fn observe(mut self, observer: Arc<dyn VerdictObserver>) -> Self {
+        self.observers.push(observer);
+        self
     }
 }
 
@@ -65,6 +80,9 @@ impl TraceSink for AnalysisStage {
         }
         self.metrics.verdicts.inc_by(verdicts.len() as u64);
         for v in self.store.record(verdicts) {
+            for o in &self.observers {
+                o.on_verdict(&v);
+            }
             tracing::debug!(
                 trace_id = %v.trace_id,
                 classification = v.classification.as_str(),
