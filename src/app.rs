@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::feed::VerdictFeed;
+use crate::api::grpc::VerdictGrpcService;
 use crate::api::{self, ApiState};
 use crate::assembly::{Assembler, Completion};
 use crate::config::Config;
@@ -73,8 +75,10 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// A listener cannot be bound, or the analysis thread cannot start.
 pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
     let store = Arc::new(VerdictStore::new(config.verdict_retention));
-    let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone());
-    start_with_stage(config, metrics, store, Box::new(stage)).await
+    let feed = Arc::new(VerdictFeed::new(config.watch_buffer, metrics.clone()));
+    let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone())
+        .observe(Arc::clone(&feed) as Arc<dyn pipeline::VerdictObserver>);
+    start_with_feed(config, metrics, store, feed, Box::new(stage)).await
 }
 
 /// Like [`start`], with another analysis stage (tests hold or observe the hand-off).
@@ -85,6 +89,24 @@ pub async fn start_with_stage(
     config: &Config,
     metrics: Metrics,
     store: Arc<VerdictStore>,
+    sink: Box<dyn TraceSink>,
+) -> anyhow::Result<Service> {
+    // `WatchVerdicts` shows what `sink` publishes to this feed: nothing, unless it is given
+    // one (use `start_with_feed`).
+    let feed = Arc::new(VerdictFeed::new(config.watch_buffer, metrics.clone()));
+    start_with_feed(config, metrics, store, feed, sink).await
+}
+
+/// Like [`start_with_stage`], with the feed `WatchVerdicts` subscribes to (the stage is
+/// expected to publish its verdicts there, as [`start`]'s does).
+///
+/// # Errors
+/// A listener cannot be bound, or the analysis thread cannot start.
+pub async fn start_with_feed(
+    config: &Config,
+    metrics: Metrics,
+    store: Arc<VerdictStore>,
+    feed: Arc<VerdictFeed>,
     sink: Box<dyn TraceSink>,
 ) -> anyhow::Result<Service> {
     let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
@@ -124,11 +146,16 @@ pub async fn start_with_stage(
         let stop = receivers_stop.clone();
         let service = OtlpGrpcReceiver::service(Arc::clone(&ingest));
         let layer = OtlpStatusLayer::new(metrics.clone());
+        // The gRPC verdict API shares the OTLP/gRPC port (DESIGN §4); its watch streams end
+        // when the receivers stop, so they never hold the graceful shutdown open.
+        let verdicts =
+            VerdictGrpcService::service(Arc::clone(&store), Arc::clone(&feed), stop.clone());
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .layer(layer)
                 .add_service(service)
+                .add_service(verdicts)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
                 .context("OTLP/gRPC server")

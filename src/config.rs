@@ -143,6 +143,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FAULTLINE_VERDICT_RETENTION", value_name = "N")]
     pub verdict_retention: Option<String>,
 
+    /// Verdicts held for each `WatchVerdicts` subscriber that has not read them yet; a
+    /// subscriber further behind skips the oldest and is told how many [default: 1024].
+    #[arg(long, env = "FAULTLINE_WATCH_BUFFER", value_name = "N")]
+    pub watch_buffer: Option<String>,
+
     /// Log filter in `RUST_LOG` syntax [default: info].
     #[arg(long, env = "FAULTLINE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -169,6 +174,8 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     /// Traces whose verdicts are kept.
     pub verdict_retention: usize,
+    /// Capacity of the `WatchVerdicts` feed, in verdicts.
+    pub watch_buffer: usize,
 }
 
 /// Limits of the OTLP receivers.
@@ -227,6 +234,7 @@ impl ServeArgs {
                 self.tenant_attribute
             },
             verdict_retention: self.verdict_retention.or(lower.verdict_retention),
+            watch_buffer: self.watch_buffer.or(lower.watch_buffer),
         }
     }
 }
@@ -341,6 +349,9 @@ fn size(option: &'static str, raw: Option<String>, default: &str) -> Result<usiz
     Ok(n)
 }
 
+/// Largest `--watch-buffer`: `tokio::sync::broadcast` allocates every slot at start-up.
+const MAX_WATCH_BUFFER: usize = 1 << 20;
+
 fn count(option: &'static str, raw: Option<String>, default: usize) -> Result<usize, ConfigError> {
     match raw {
         None => Ok(default),
@@ -396,6 +407,14 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())
         .collect();
+    let watch_buffer = count("watch-buffer", a.watch_buffer, 1024)?;
+    if watch_buffer > MAX_WATCH_BUFFER {
+        return Err(invalid(
+            "watch-buffer",
+            &watch_buffer.to_string(),
+            format!("at most {MAX_WATCH_BUFFER} (the buffer is allocated up front)"),
+        ));
+    }
     if tenant_attributes.is_empty() {
         tenant_attributes = AnalysisConfig::default().tenant_attributes;
     }
@@ -420,6 +439,7 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             tenant_attributes,
         },
         verdict_retention: count("verdict-retention", a.verdict_retention, 100_000)?,
+        watch_buffer,
     })
 }
 
@@ -520,6 +540,21 @@ mod tests {
             .to_string()
             .contains("--error-status"));
         assert_eq!(Config::default().analysis.error_statuses, vec![500]);
+    }
+
+    #[test]
+    fn watch_buffer_is_a_bounded_positive_count() {
+        assert_eq!(Config::default().watch_buffer, 1024);
+        let file = parse_file("watch-buffer = 2").unwrap();
+        assert_eq!(resolve(file).unwrap().watch_buffer, 2);
+        for bad in ["0", "lots", "2000000"] {
+            let a = ServeArgs {
+                watch_buffer: Some(bad.into()),
+                ..Default::default()
+            };
+            let e = resolve(a).unwrap_err().to_string();
+            assert!(e.contains("--watch-buffer"), "{e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz`, `/metrics` and the
-//! verdict API of DESIGN §4 ([`verdicts`]).
+//! verdict API of DESIGN §4 ([`verdicts`]); and the same verdicts over gRPC ([`grpc`],
+//! served on the OTLP/gRPC port) with their live feed ([`feed`]).
 //!
 //! `router(state)` is a plain axum `Router`, so tests drive it with `oneshot` as well as
 //! over a socket.
@@ -14,6 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 
+pub mod feed;
+pub mod grpc;
 pub mod verdicts;
 
 use crate::assembly::Assembler;

@@ -15,9 +15,10 @@ use crate::analysis::Classification;
 use crate::model::TraceId;
 use crate::store::{VerdictQuery, VerdictStore};
 
-/// Default and largest `limit`.
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 10_000;
+/// Default `limit` (also of the gRPC API).
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+/// Largest `limit` (also of the gRPC API).
+pub(crate) const MAX_LIMIT: usize = 10_000;
 
 /// An API error: status and a JSON `{"error": ...}` body.
 #[derive(Debug, thiserror::Error)]

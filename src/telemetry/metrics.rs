@@ -96,6 +96,9 @@ pub struct Metrics {
     pub verdicts: Counter,
     /// `faultline_verdicts_retained`: traces whose verdicts the store holds.
     pub verdicts_retained: Gauge,
+    /// `faultline_watch_lagged_verdicts_total`: verdicts `WatchVerdicts` subscribers
+    /// missed because they read too slowly (summed over subscribers).
+    pub watch_lagged_verdicts: Counter,
 }
 
 impl Metrics {
@@ -161,6 +164,11 @@ impl Metrics {
             "verdicts_retained",
             "Traces whose verdicts are retained",
             self.verdicts_retained.clone(),
+        );
+        r.register(
+            "watch_lagged_verdicts",
+            "Verdicts WatchVerdicts subscribers missed because they read too slowly",
+            self.watch_lagged_verdicts.clone(),
         );
         r
     }
