@@ -5,6 +5,7 @@
 mod support;
 
 mod config_cli;
+mod grpc_verdicts;
 mod ingest_clients;
 mod ingest_protocol;
 mod pushback;
