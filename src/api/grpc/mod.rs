@@ -35,9 +35,6 @@ pub mod proto {
 
 use proto::verdicts_server::{Verdicts, VerdictsServer};
 
-/// The gRPC path prefix of the service.
-pub const SERVICE_PATH: &str = "/faultline.v1.Verdicts/";
-
 impl From<ApiError> for Status {
     /// The HTTP API's 400 and 404 as INVALID_ARGUMENT and NOT_FOUND, with the same text.
     fn from(e: ApiError) -> Self {
