@@ -1,5 +1,6 @@
 //! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz`, `/metrics` and the
-//! verdict API of DESIGN §4 ([`verdicts`]).
+//! verdict API of DESIGN §4 ([`verdicts`]) and the Grafana (Infinity) endpoints of
+//! DESIGN §5b ([`grafana`]).
 //!
 //! `router(state)` is a plain axum `Router`, so tests drive it with `oneshot` as well as
 //! over a socket.
@@ -14,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 
+pub mod grafana;
 pub mod verdicts;
 
 use crate::assembly::Assembler;
@@ -42,6 +44,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&state))
         .merge(verdicts::router(Arc::clone(&state.store)))
+        .merge(grafana::router(Arc::clone(&state.store)))
 }
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
