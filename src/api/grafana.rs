@@ -29,7 +29,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::verdicts::{parse_limit, ApiError};
+use super::verdicts::{parse_limit, query, ApiError};
 use crate::analysis::verdict::rfc3339;
 use crate::analysis::{Classification, Verdict};
 use crate::store::{VerdictQuery, VerdictStore};
@@ -69,13 +69,6 @@ pub struct GrafanaParams {
     limit: Option<String>,
     step: Option<String>,
     by: Option<String>,
-}
-
-/// A query string that does not even decode (a repeated parameter, bad escapes) is a 400
-/// with the same JSON body as every other bad parameter.
-fn params(raw: Result<Query<GrafanaParams>, QueryRejection>) -> Result<GrafanaParams, ApiError> {
-    raw.map(|Query(p)| p)
-        .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))
 }
 
 fn nonempty(v: Option<String>) -> Option<String> {
@@ -234,7 +227,7 @@ async fn verdicts(
     State(store): State<Arc<VerdictStore>>,
     raw: Result<Query<GrafanaParams>, QueryRejection>,
 ) -> Result<Json<Vec<VerdictRow>>, ApiError> {
-    let mut p = params(raw)?;
+    let mut p = query(raw)?;
     let w = parse_window(p.from.as_deref(), p.to.as_deref(), now_ms())?;
     let mut q = window_query(&mut p, w)?;
     q.limit = parse_limit(p.limit.as_deref())?;
@@ -313,7 +306,7 @@ async fn fingerprints(
     State(store): State<Arc<VerdictStore>>,
     raw: Result<Query<GrafanaParams>, QueryRejection>,
 ) -> Result<Json<Vec<FingerprintRow>>, ApiError> {
-    let mut p = params(raw)?;
+    let mut p = query(raw)?;
     let w = parse_window(p.from.as_deref(), p.to.as_deref(), now_ms())?;
     let q = window_query(&mut p, w)?;
     let limit = parse_limit(p.limit.as_deref())?;
@@ -531,7 +524,7 @@ async fn series(
     State(store): State<Arc<VerdictStore>>,
     raw: Result<Query<GrafanaParams>, QueryRejection>,
 ) -> Result<Json<Vec<serde_json::Map<String, serde_json::Value>>>, ApiError> {
-    let mut p = params(raw)?;
+    let mut p = query(raw)?;
     let w = parse_window(p.from.as_deref(), p.to.as_deref(), now_ms())?;
     let q = window_query(&mut p, w)?;
     let by = SeriesBy::parse(p.by.as_deref())?;
