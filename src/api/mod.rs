@@ -1,6 +1,7 @@
 //! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz`, `/metrics` and the
-//! verdict API of DESIGN §4 ([`verdicts`]); and the same verdicts over gRPC ([`grpc`],
-//! served on the OTLP/gRPC port) with their live feed ([`feed`]).
+//! verdict API of DESIGN §4 ([`verdicts`]); the same verdicts over gRPC ([`grpc`],
+//! served on the OTLP/gRPC port) with their live feed ([`feed`]); and the Grafana
+//! (Infinity) endpoints of DESIGN §5b ([`grafana`]).
 //!
 //! `router(state)` is a plain axum `Router`, so tests drive it with `oneshot` as well as
 //! over a socket.
@@ -17,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 pub mod feed;
 pub mod grpc;
+pub mod grafana;
 pub mod verdicts;
 
 use crate::assembly::Assembler;
@@ -45,6 +47,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&state))
         .merge(verdicts::router(Arc::clone(&state.store)))
+        .merge(grafana::router(Arc::clone(&state.store)))
 }
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {

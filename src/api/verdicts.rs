@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -120,10 +121,18 @@ pub(crate) fn parse_time(name: &str, raw: &str, now: SystemTime) -> Result<u64, 
     )))
 }
 
+/// A query string that does not decode (a repeated parameter, bad escapes) is a 400 with
+/// the same JSON body as any other bad parameter, not axum's plain-text rejection.
+pub(crate) fn query<T>(raw: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    raw.map(|Query(p)| p)
+        .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))
+}
+
 async fn list(
     State(store): State<Arc<VerdictStore>>,
-    Query(p): Query<ListParams>,
+    raw: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let p = query(raw)?;
     let classification = match nonempty(p.classification) {
         None => None,
         Some(c) => Some(Classification::parse(&c).ok_or_else(|| {
@@ -152,8 +161,9 @@ async fn list(
 
 async fn fingerprints(
     State(store): State<Arc<VerdictStore>>,
-    Query(p): Query<ListParams>,
+    raw: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let p = query(raw)?;
     let limit = parse_limit(p.limit.as_deref())?;
     let groups = store.fingerprints(nonempty(p.service).as_deref(), limit);
     Ok(Json(serde_json::json!({ "fingerprints": groups })).into_response())

@@ -248,6 +248,11 @@ impl FingerprintIndex {
         }
     }
 
+    /// The summary of one group, `None` when unknown (or forgotten).
+    pub fn summary_of(&self, id: &str) -> Option<FingerprintSummary> {
+        self.groups.get(id).map(|g| summary(id, g))
+    }
+
     /// Groups, most frequent first, optionally only those whose entries include `service`.
     pub fn summaries(&self, service: Option<&str>, limit: usize) -> Vec<FingerprintSummary> {
         let mut out: Vec<FingerprintSummary> = self

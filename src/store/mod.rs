@@ -124,6 +124,11 @@ impl VerdictStore {
             .collect()
     }
 
+    /// The summary of one fingerprint group; `None` when unknown or forgotten.
+    pub fn fingerprint(&self, fingerprint_id: &str) -> Option<FingerprintSummary> {
+        self.lock().fingerprints.summary_of(fingerprint_id)
+    }
+
     /// Fingerprint groups, most frequent first.
     pub fn fingerprints(&self, service: Option<&str>, limit: usize) -> Vec<FingerprintSummary> {
         self.lock().fingerprints.summaries(service, limit)

@@ -5,6 +5,7 @@
 mod support;
 
 mod config_cli;
+mod grafana_api;
 mod grpc_verdicts;
 mod ingest_clients;
 mod ingest_protocol;
