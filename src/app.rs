@@ -73,7 +73,11 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// A listener cannot be bound, or the analysis thread cannot start.
 pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
     let store = Arc::new(VerdictStore::new(config.verdict_retention));
-    let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone());
+    metrics
+        .verdict_metrics
+        .set_max_series(config.metrics.max_series);
+    let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone())
+        .observe(Arc::new(metrics.verdict_metrics.clone()));
     start_with_stage(config, metrics, store, Box::new(stage)).await
 }
 

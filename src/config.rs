@@ -146,6 +146,11 @@ pub struct ServeArgs {
     /// Log filter in `RUST_LOG` syntax [default: info].
     #[arg(long, env = "FAULTLINE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// Most label sets per verdict metric family on /metrics; further ones fold into one
+    /// series labelled `otel_metric_overflow="true"` [default: 1000].
+    #[arg(long, env = "FAULTLINE_MAX_SERIES", value_name = "N")]
+    pub max_series: Option<String>,
 }
 
 /// The validated configuration of the service.
@@ -169,6 +174,15 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     /// Traces whose verdicts are kept.
     pub verdict_retention: usize,
+    /// The verdict metrics on /metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// The verdict metrics (DESIGN §5).
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Label sets per metric family before the `otel_metric_overflow` fold.
+    pub max_series: usize,
 }
 
 /// Limits of the OTLP receivers.
@@ -227,6 +241,7 @@ impl ServeArgs {
                 self.tenant_attribute
             },
             verdict_retention: self.verdict_retention.or(lower.verdict_retention),
+            max_series: self.max_series.or(lower.max_series),
         }
     }
 }
@@ -420,6 +435,9 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             tenant_attributes,
         },
         verdict_retention: count("verdict-retention", a.verdict_retention, 100_000)?,
+        metrics: MetricsConfig {
+            max_series: count("max-series", a.max_series, 1000)?,
+        },
     })
 }
 
@@ -520,6 +538,21 @@ mod tests {
             .to_string()
             .contains("--error-status"));
         assert_eq!(Config::default().analysis.error_statuses, vec![500]);
+    }
+
+    #[test]
+    fn max_series_defaults_to_1000_and_refuses_zero() {
+        assert_eq!(Config::default().metrics.max_series, 1000);
+        let c = resolve(parse_file("max-series = 3").unwrap()).unwrap();
+        assert_eq!(c.metrics.max_series, 3);
+        let bad = ServeArgs {
+            max_series: Some("0".into()),
+            ..Default::default()
+        };
+        assert!(resolve(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-series"));
     }
 
     #[test]

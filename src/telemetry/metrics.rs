@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::verdict_metrics::VerdictMetrics;
+
 /// Receiving transport.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Transport {
@@ -96,6 +98,8 @@ pub struct Metrics {
     pub verdicts: Counter,
     /// `faultline_verdicts_retained`: traces whose verdicts the store holds.
     pub verdicts_retained: Gauge,
+    /// The per-verdict families (`faultline_errors_total`, ...), capped by `--max-series`.
+    pub verdict_metrics: VerdictMetrics,
 }
 
 impl Metrics {
@@ -162,6 +166,7 @@ impl Metrics {
             "Traces whose verdicts are retained",
             self.verdicts_retained.clone(),
         );
+        self.verdict_metrics.register(&mut r);
         r
     }
 
