@@ -7,6 +7,7 @@ mod support;
 mod config_cli;
 mod ingest_clients;
 mod ingest_protocol;
+mod metrics_export;
 mod pushback;
 mod scenarios;
 mod shutdown;
