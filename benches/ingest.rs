@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
                 let converted = convert_request(req, &rule);
                 assembler.insert(converted.spans, 0).unwrap();
                 n += 1;
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     assembler.sweep(u64::MAX / 2);
                     while rx.try_recv().is_ok() {}
                 }
