@@ -75,8 +75,12 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// A listener cannot be bound, or the analysis thread cannot start.
 pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
     let store = Arc::new(VerdictStore::new(config.verdict_retention));
+    metrics
+        .verdict_metrics
+        .set_max_series(config.metrics.max_series);
     let feed = Arc::new(VerdictFeed::new(config.watch_buffer, metrics.clone()));
     let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone())
+        .observe(Arc::new(metrics.verdict_metrics.clone()))
         .observe(Arc::clone(&feed) as Arc<dyn pipeline::VerdictObserver>);
     start_with_feed(config, metrics, store, feed, Box::new(stage)).await
 }

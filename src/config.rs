@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// Log filter in `RUST_LOG` syntax [default: info].
     #[arg(long, env = "FAULTLINE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// Most label sets per verdict metric family on /metrics; further ones fold into one
+    /// series labelled `otel_metric_overflow="true"` [default: 1000].
+    #[arg(long, env = "FAULTLINE_MAX_SERIES", value_name = "N")]
+    pub max_series: Option<String>,
 }
 
 /// The validated configuration of the service.
@@ -176,6 +181,15 @@ pub struct Config {
     pub verdict_retention: usize,
     /// Capacity of the `WatchVerdicts` feed, in verdicts.
     pub watch_buffer: usize,
+    /// The verdict metrics on /metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// The verdict metrics (DESIGN §5).
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Label sets per metric family before the `otel_metric_overflow` fold.
+    pub max_series: usize,
 }
 
 /// Limits of the OTLP receivers.
@@ -235,6 +249,7 @@ impl ServeArgs {
             },
             verdict_retention: self.verdict_retention.or(lower.verdict_retention),
             watch_buffer: self.watch_buffer.or(lower.watch_buffer),
+            max_series: self.max_series.or(lower.max_series),
         }
     }
 }
@@ -440,6 +455,9 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         },
         verdict_retention: count("verdict-retention", a.verdict_retention, 100_000)?,
         watch_buffer,
+        metrics: MetricsConfig {
+            max_series: count("max-series", a.max_series, 1000)?,
+        },
     })
 }
 
@@ -555,6 +573,21 @@ mod tests {
             let e = resolve(a).unwrap_err().to_string();
             assert!(e.contains("--watch-buffer"), "{e}");
         }
+    }
+
+    #[test]
+    fn max_series_defaults_to_1000_and_refuses_zero() {
+        assert_eq!(Config::default().metrics.max_series, 1000);
+        let c = resolve(parse_file("max-series = 3").unwrap()).unwrap();
+        assert_eq!(c.metrics.max_series, 3);
+        let bad = ServeArgs {
+            max_series: Some("0".into()),
+            ..Default::default()
+        };
+        assert!(resolve(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-series"));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 pub mod feed;
-pub mod grpc;
 pub mod grafana;
+pub mod grpc;
 pub mod verdicts;
 
 use crate::assembly::Assembler;

@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::verdict_metrics::VerdictMetrics;
+
 /// Receiving transport.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Transport {
@@ -99,6 +101,8 @@ pub struct Metrics {
     /// `faultline_watch_lagged_verdicts_total`: verdicts `WatchVerdicts` subscribers
     /// missed because they read too slowly (summed over subscribers).
     pub watch_lagged_verdicts: Counter,
+    /// The per-verdict families (`faultline_errors_total`, ...), capped by `--max-series`.
+    pub verdict_metrics: VerdictMetrics,
 }
 
 impl Metrics {
@@ -170,6 +174,7 @@ impl Metrics {
             "Verdicts WatchVerdicts subscribers missed because they read too slowly",
             self.watch_lagged_verdicts.clone(),
         );
+        self.verdict_metrics.register(&mut r);
         r
     }
 

@@ -1,8 +1,11 @@
 //! Self-observability: metric names, the registry behind `/metrics`, logging set-up.
 //!
-//! Depends on nothing else in the crate; every stage records into [`metrics::Metrics`].
+//! Depends on nothing else in the crate except [`verdict_metrics`], which reads verdicts;
+//! every stage records into [`metrics::Metrics`].
 
 pub mod metrics;
+pub mod series_cap;
+pub mod verdict_metrics;
 
 /// Installs the global `tracing` subscriber writing to stderr with the given filter.
 ///

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::support::Faultline;
 
-const FLAGS: [&str; 12] = [
+const FLAGS: [&str; 13] = [
     "--config",
     "--otlp-grpc-listen",
     "--otlp-http-listen",
@@ -18,6 +18,7 @@ const FLAGS: [&str; 12] = [
     "--late-span-window",
     "--shutdown-timeout",
     "--log-level",
+    "--max-series",
 ];
 
 #[test]

@@ -9,6 +9,7 @@ mod grafana_api;
 mod grpc_verdicts;
 mod ingest_clients;
 mod ingest_protocol;
+mod metrics_export;
 mod pushback;
 mod scenarios;
 mod shutdown;

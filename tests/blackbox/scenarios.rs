@@ -212,10 +212,15 @@ fn a_secret_missing_in_one_region_is_a_handler_defect_of_that_region() {
         );
     }
     same_fingerprint(&vs.iter().collect::<Vec<_>>());
-    let last = vs.last().unwrap();
+    // Traces complete in idle order, not request order: compare by when they were analysed.
+    let mut by_time: Vec<&Value> = vs.iter().collect();
+    by_time.sort_by_key(|v| v["analyzed_at"].as_str().unwrap().to_string());
+    let (first, last) = (by_time[0], by_time[by_time.len() - 1]);
     assert!(
-        last["confidence"].as_f64().unwrap() > vs[0]["confidence"].as_f64().unwrap(),
-        "recurrence strengthens the verdict"
+        last["confidence"].as_f64().unwrap() > first["confidence"].as_f64().unwrap(),
+        "recurrence strengthens the verdict: {} vs {}",
+        last["confidence"],
+        first["confidence"]
     );
     assert!(
         evidence(last).contains("only in region eu-west-1"),
