@@ -29,8 +29,17 @@ impl CountingStage {
 impl TraceSink for CountingStage {
     fn handle(&mut self, trace: CompletedTrace) {
         if trace.has_entry_candidate {
-            if let Err(e) = convert::materialize(trace.trace_id, &trace.spans) {
-                tracing::error!(trace_id = %trace.trace_id, "cannot materialise trace: {e}");
+            let materialized = convert::materialize(trace.trace_id, &trace.spans);
+            if let Some(first) = materialized.corrupt.first() {
+                // Ingest validates only a span's head; the rest is checked here, per span.
+                self.metrics
+                    .corrupt_spans
+                    .inc_by(materialized.corrupt.len() as u64);
+                tracing::warn!(
+                    trace_id = %trace.trace_id,
+                    corrupt = materialized.corrupt.len(),
+                    "skipped spans that do not decode; first: {first}"
+                );
             }
         }
         self.metrics.traces_analyzed.inc();
@@ -54,4 +63,50 @@ pub fn spawn(
                 sink.handle(trace);
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+    use prost::Message;
+
+    use super::*;
+    use crate::assembly::{BufferedSpan, SpanOrigin};
+    use crate::model::{SpanId, TraceId};
+    use crate::telemetry::metrics::Trigger;
+
+    fn span(n: u8, encoded: Vec<u8>) -> BufferedSpan {
+        BufferedSpan {
+            span_id: SpanId([n; 8]),
+            entry_candidate: n == 1,
+            encoded: encoded.into_boxed_slice(),
+            origin: Arc::new(SpanOrigin::default()),
+        }
+    }
+
+    #[test]
+    fn a_span_that_does_not_materialise_is_counted_and_the_trace_still_analysed() {
+        let metrics = Metrics::default();
+        let mut stage = CountingStage::new(metrics.clone());
+        let good = ProtoSpan {
+            trace_id: vec![7; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // A well-framed `events` entry (field 11) whose content is cut short.
+        let mut corrupt = good.clone();
+        corrupt.extend_from_slice(&[(11 << 3) | 2, 2, (2 << 3) | 2, 5]);
+        stage.handle(CompletedTrace {
+            trace_id: TraceId([7; 16]),
+            spans: vec![span(1, good), span(2, corrupt), span(3, Vec::new())],
+            trigger: Trigger::Idle,
+            has_entry_candidate: true,
+        });
+        assert_eq!(metrics.corrupt_spans.get(), 1);
+        assert_eq!(metrics.traces_analyzed.get(), 1);
+        assert_eq!(metrics.spans_analyzed.get(), 3);
+    }
 }

@@ -92,6 +92,9 @@ pub struct Metrics {
     pub traces_analyzed: Counter,
     /// `faultline_spans_analyzed_total`.
     pub spans_analyzed: Counter,
+    /// `faultline_corrupt_spans_total`: buffered spans skipped because their bytes did
+    /// not decode when their trace was materialised (ingest reads only a span's head).
+    pub corrupt_spans: Counter,
 }
 
 impl Metrics {
@@ -147,6 +150,11 @@ impl Metrics {
             "spans_analyzed",
             "Spans the analysis stage processed",
             self.spans_analyzed.clone(),
+        );
+        r.register(
+            "corrupt_spans",
+            "Buffered spans skipped at analysis because they do not decode",
+            self.corrupt_spans.clone(),
         );
         r
     }
