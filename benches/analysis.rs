@@ -9,6 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use faultline::analysis::{analyze_trace, AnalysisConfig};
 use faultline::assembly::BufferedSpan;
 use faultline::ingest::convert::{convert_request, materialize, EntryRule};
+use faultline::ingest::http::{decode, Format};
 use faultline::model::{Trace, TraceId};
 use faultline::synth::{Generator, SynthConfig};
 use std::collections::HashMap;
@@ -26,7 +27,9 @@ fn traces(spans_per_trace: usize, n_requests: usize) -> Vec<(TraceId, Vec<Buffer
     });
     let mut by_trace: HashMap<TraceId, Vec<BufferedSpan>> = HashMap::new();
     for _ in 0..n_requests {
-        for (id, s) in convert_request(g.next_request(), &EntryRule::default()).spans {
+        let body = bytes::Bytes::from(prost::Message::encode_to_vec(&g.next_request()));
+        let req = decode(body, Format::Protobuf).unwrap();
+        for (id, s) in convert_request(req, &EntryRule::default()).unwrap().spans {
             by_trace.entry(id).or_default().push(s);
         }
     }
@@ -48,7 +51,7 @@ fn bench(c: &mut Criterion) {
         let failing: Vec<Trace> = mix
             .iter()
             .filter(|t| t.2)
-            .map(|(id, spans, _)| materialize(*id, spans).unwrap())
+            .map(|(id, spans, _)| materialize(*id, spans).trace)
             .collect();
         assert!(!failing.is_empty());
         assert!(failing
@@ -63,7 +66,7 @@ fn bench(c: &mut Criterion) {
                     let mut verdicts = 0;
                     for (id, spans, candidate) in &mix {
                         if *candidate {
-                            let t = materialize(*id, spans).unwrap();
+                            let t = materialize(*id, spans).trace;
                             verdicts += analyze_trace(&t, &cfg, 0).len();
                         }
                     }

@@ -67,13 +67,19 @@ impl TraceSink for AnalysisStage {
         if !trace.has_entry_candidate {
             return;
         }
-        let model = match convert::materialize(trace.trace_id, &trace.spans) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(trace_id = %trace.trace_id, "cannot materialise trace: {e}");
-                return;
-            }
-        };
+        let materialized = convert::materialize(trace.trace_id, &trace.spans);
+        if let Some(first) = materialized.corrupt.first() {
+            // Ingest validates only a span's head; the rest is checked here, per span.
+            self.metrics
+                .corrupt_spans
+                .inc_by(materialized.corrupt.len() as u64);
+            tracing::warn!(
+                trace_id = %trace.trace_id,
+                corrupt = materialized.corrupt.len(),
+                "skipped spans that do not decode; first: {first}"
+            );
+        }
+        let model = materialized.trace;
         let verdicts = analyze_trace(&model, &self.cfg, now_unix_nano());
         if verdicts.is_empty() {
             return;
@@ -109,4 +115,72 @@ pub fn spawn(
                 sink.handle(trace);
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+    use prost::Message;
+
+    use super::*;
+    use crate::assembly::{BufferedSpan, SpanOrigin};
+    use crate::model::{SpanId, TraceId};
+    use crate::telemetry::metrics::Trigger;
+
+    fn span(n: u8, encoded: Vec<u8>) -> BufferedSpan {
+        BufferedSpan {
+            span_id: SpanId([n; 8]),
+            entry_candidate: n == 1,
+            encoded: encoded.into_boxed_slice(),
+            origin: Arc::new(SpanOrigin::default()),
+        }
+    }
+
+    #[test]
+    fn a_span_that_does_not_materialise_is_counted_and_the_trace_still_analysed() {
+        let metrics = Metrics::default();
+        let store = Arc::new(VerdictStore::new(10));
+        let mut stage = AnalysisStage::new(
+            AnalysisConfig::default(),
+            Arc::clone(&store),
+            metrics.clone(),
+        );
+        let good = ProtoSpan {
+            trace_id: vec![7; 16],
+            span_id: vec![1; 8],
+            kind: 2,
+            name: "GET /x".into(),
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: "http.response.status_code".into(),
+                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(500),
+                    ),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // A well-framed `events` entry (field 11) whose content is cut short.
+        let mut corrupt = good.clone();
+        corrupt.extend_from_slice(&[(11 << 3) | 2, 2, (2 << 3) | 2, 5]);
+        stage.handle(CompletedTrace {
+            trace_id: TraceId([7; 16]),
+            spans: vec![span(1, good), span(2, corrupt), span(3, Vec::new())],
+            trigger: Trigger::Idle,
+            has_entry_candidate: true,
+        });
+        assert_eq!(metrics.corrupt_spans.get(), 1);
+        assert_eq!(metrics.traces_analyzed.get(), 1);
+        assert_eq!(metrics.spans_analyzed.get(), 3);
+        assert!(
+            store.get(&TraceId([7; 16]).to_string()).is_some(),
+            "the rest of the trace is still analysed"
+        );
+    }
 }

@@ -5,6 +5,10 @@
 //! inflated through `Read::take(limit + 1)`, so a decompression bomb costs at most the
 //! limit in memory before it is refused with 413. Errors carry a `google.rpc.Status` body
 //! in the request's content type (OTLP/HTTP "Failures").
+//!
+//! Protobuf bodies are decoded zero-copy from the body's `Bytes` (see
+//! [`lite`](super::lite)); JSON bodies are parsed into the full prost types, encoded once
+//! and decoded the same way, so everything after [`decode`] is one code path.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use http_body_util::{BodyExt, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use super::lite::LiteExportRequest;
 use super::{Ingest, IngestError};
 use crate::telemetry::metrics::Transport;
 
@@ -106,7 +111,7 @@ async fn read_request(
     headers: &HeaderMap,
     body: Body,
     format: Format,
-) -> Result<ExportTraceServiceRequest, IngestError> {
+) -> Result<LiteExportRequest, IngestError> {
     let limit = ingest.max_request_size();
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -131,7 +136,7 @@ async fn read_request(
         Err(e) => return Err(IngestError::Malformed(format!("reading body: {e}"))),
     };
     let payload = if gzip { gunzip(&raw, limit)? } else { raw };
-    decode(&payload, format)
+    decode(payload, format)
 }
 
 /// Inflates at most `limit` bytes; more is [`IngestError::TooLarge`].
@@ -147,17 +152,21 @@ fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, IngestError> {
     Ok(out.into())
 }
 
-/// Decodes a request body in either OTLP/HTTP format.
+/// Decodes a request body in either OTLP/HTTP format into the lite request, slicing the
+/// spans out of `payload` (protobuf) or out of a one-off re-encoding (JSON).
 ///
 /// # Errors
 /// [`IngestError::Malformed`] naming the decoder's complaint.
-pub fn decode(payload: &[u8], format: Format) -> Result<ExportTraceServiceRequest, IngestError> {
-    match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(payload)
-            .map_err(|e| IngestError::Malformed(format!("protobuf: {e}"))),
-        Format::Json => serde_json::from_slice(payload)
-            .map_err(|e| IngestError::Malformed(format!("OTLP/JSON: {e}"))),
-    }
+pub fn decode(payload: Bytes, format: Format) -> Result<LiteExportRequest, IngestError> {
+    let protobuf = match format {
+        Format::Protobuf => payload,
+        Format::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&payload)
+            .map_err(|e| IngestError::Malformed(format!("OTLP/JSON: {e}")))?
+            .encode_to_vec()
+            .into(),
+    };
+    LiteExportRequest::decode(protobuf)
+        .map_err(|e| IngestError::Malformed(format!("protobuf: {e}")))
 }
 
 fn error_response(err: &IngestError, format: Format) -> Response {

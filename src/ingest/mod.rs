@@ -1,24 +1,29 @@
 //! The OTLP boundary: the gRPC and HTTP receivers, protobuf conversion, and the one
 //! mapping from ingest errors to wire statuses.
 //!
-//! Both transports decode into `ExportTraceServiceRequest` and call [`Ingest::export`]:
-//! one handler path, so both answer alike (OTLP specification, "OTLP/gRPC" and
-//! "OTLP/HTTP" response sections).
+//! Both transports decode into a [`LiteExportRequest`](lite::LiteExportRequest) and call
+//! [`Ingest::export`]: one handler path, so both answer alike (OTLP specification,
+//! "OTLP/gRPC" and "OTLP/HTTP" response sections). Protobuf bodies (gRPC and HTTP) are
+//! decoded zero-copy: each span is sliced out of the request buffer and stored as a copy
+//! of the bytes it was sent as, never decoded into a full prost tree nor re-encoded.
+//! OTLP/JSON is parsed into the full prost types, encoded once, and takes the same path.
 
 pub mod convert;
 pub mod grpc;
 pub mod http;
+pub mod lite;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
 use crate::assembly::{Assembler, Overloaded};
 use crate::telemetry::metrics::{Metrics, RefuseReason, Transport, TransportLabels};
 use convert::EntryRule;
+use lite::LiteExportRequest;
 
 /// How long senders are asked to wait before retrying when we are overloaded.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -160,17 +165,26 @@ impl Ingest {
         self.max_request_size
     }
 
-    /// Validates, converts and buffers one decoded request.
+    /// Validates, converts and buffers one decoded request. Refusals are counted here.
     ///
     /// # Errors
-    /// [`IngestError::Overloaded`] when the buffer cannot take the spans: nothing of the
-    /// request was kept, and the sender should retry.
+    /// [`IngestError::Malformed`] when a span's head (or a SERVER span's attributes, a
+    /// resource or a scope) does not decode, and [`IngestError::Overloaded`] when the
+    /// buffer cannot take the spans: either way nothing of the request was kept; only
+    /// after `Overloaded` should the sender retry.
     pub fn export(
         &self,
-        req: ExportTraceServiceRequest,
+        req: LiteExportRequest,
         transport: Transport,
     ) -> Result<ExportOutcome, IngestError> {
-        let converted = convert::convert_request(req, &self.rule);
+        let converted = match convert::convert_request(req, &self.rule) {
+            Ok(c) => c,
+            Err(e) => {
+                let err = IngestError::Malformed(format!("protobuf: {e}"));
+                self.refused(transport, &err);
+                return Err(err);
+            }
+        };
         let usable = converted.spans.len() as u64;
         self.metrics.refuse_spans(
             transport,

@@ -103,6 +103,9 @@ pub struct Metrics {
     pub watch_lagged_verdicts: Counter,
     /// The per-verdict families (`faultline_errors_total`, ...), capped by `--max-series`.
     pub verdict_metrics: VerdictMetrics,
+    /// `faultline_corrupt_spans_total`: buffered spans skipped because their bytes did
+    /// not decode when their trace was materialised (ingest reads only a span's head).
+    pub corrupt_spans: Counter,
 }
 
 impl Metrics {
@@ -175,6 +178,11 @@ impl Metrics {
             self.watch_lagged_verdicts.clone(),
         );
         self.verdict_metrics.register(&mut r);
+        r.register(
+            "corrupt_spans",
+            "Buffered spans skipped at analysis because they do not decode",
+            self.corrupt_spans.clone(),
+        );
         r
     }
 
