@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use faultline::synth::{Generator, SynthConfig};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message;
 
 #[derive(Parser, Debug)]
 #[command(name = "faultline-loadgen", about = "OTLP/gRPC load generator")]
@@ -59,16 +59,16 @@ async fn main() -> anyhow::Result<()> {
         error_ratio: args.error_ratio,
         ..Default::default()
     });
-    // A pool of distinct requests; ids are varied per pass below.
-    let pool: Arc<Vec<ExportTraceServiceRequest>> =
-        Arc::new((0..2_000).map(|_| generator.next_request()).collect());
+    // A pool of distinct requests, encoded once: the generator's own cost per request is a
+    // memcpy and a few id patches, so it does not limit what a receiver is shown to take.
+    let pool: Arc<Vec<Encoded>> = Arc::new((0..2_000).map(|_| Encoded::new(&generator.next_request())).collect());
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         let channel = tonic::transport::Endpoint::from_shared(args.endpoint.clone())?
             .tcp_nodelay(true)
             .connect()
             .await?;
-        clients.push(TraceServiceClient::new(channel).max_encoding_message_size(64 << 20));
+        clients.push(tonic::client::Grpc::new(channel));
     }
     let started = Instant::now();
     let measure_from = started + args.warmup;
@@ -101,32 +101,17 @@ async fn main() -> anyhow::Result<()> {
                     tokio::time::sleep_until(next_send.into()).await;
                     next_send += interval;
                 }
-                let mut req = pool[(n as usize) % pool.len()].clone();
                 // Fresh trace ids on every pass over the pool: each request brings new traces.
-                let pass = (n / pool.len() as u64).to_le_bytes();
-                for span in req
-                    .resource_spans
-                    .iter_mut()
-                    .flat_map(|r| &mut r.scope_spans)
-                    .flat_map(|s| &mut s.spans)
-                {
-                    for (b, p) in span.trace_id.iter_mut().zip(pass) {
-                        *b ^= p;
-                    }
-                }
+                let body = pool[(n as usize) % pool.len()].with_pass(n / pool.len() as u64);
                 let sent = Instant::now();
-                let result = client.export(req).await;
+                let result = export_raw(&mut client, body).await;
                 let done = Instant::now();
                 if sent < measure_from {
                     continue;
                 }
                 match result {
                     Ok(resp) => {
-                        let rejected = resp
-                            .into_inner()
-                            .partial_success
-                            .map(|p| p.rejected_spans as u64)
-                            .unwrap_or(0);
+                        let rejected = resp.partial_success.map(|p| p.rejected_spans as u64).unwrap_or(0);
                         ok_spans += spans - rejected;
                         latencies_us.push((done - sent).as_micros().min(u32::MAX as u128) as u32);
                     }
@@ -165,4 +150,87 @@ async fn main() -> anyhow::Result<()> {
         measured
     );
     Ok(())
+}
+
+/// One request encoded once, with where its trace ids sit so each pass can vary them.
+struct Encoded {
+    bytes: Vec<u8>,
+    trace_id_offsets: Vec<usize>,
+}
+
+impl Encoded {
+    fn new(req: &ExportTraceServiceRequest) -> Self {
+        let bytes = req.encode_to_vec();
+        let mut trace_id_offsets = Vec::new();
+        let ids: std::collections::HashSet<&[u8]> = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.trace_id.as_slice())
+            .collect();
+        // A trace id is a 16-byte `bytes` field 1 of Span: tag 0x0a, length 0x10.
+        for i in 0..bytes.len().saturating_sub(18) {
+            if bytes[i] == 0x0a && bytes[i + 1] == 0x10 && ids.contains(&bytes[i + 2..i + 18]) {
+                trace_id_offsets.push(i + 2);
+            }
+        }
+        Encoded { bytes, trace_id_offsets }
+    }
+
+    fn with_pass(&self, pass: u64) -> bytes::Bytes {
+        let mut b = self.bytes.clone();
+        for &o in &self.trace_id_offsets {
+            for (x, p) in b[o..o + 8].iter_mut().zip(pass.to_le_bytes()) {
+                *x ^= p;
+            }
+        }
+        b.into()
+    }
+}
+
+/// Sends an already encoded Export request.
+async fn export_raw(
+    client: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    body: bytes::Bytes,
+) -> Result<ExportTraceServiceResponse, tonic::Status> {
+    client.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    client.unary(tonic::Request::new(body), path, RawCodec).await.map(|r| r.into_inner())
+}
+
+/// Sends bytes as they are; decodes the response with prost.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: bytes::Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
 }

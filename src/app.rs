@@ -42,7 +42,8 @@ pub struct Service {
     receivers: Vec<JoinHandle<anyhow::Result<()>>>,
     api_stop: CancellationToken,
     api: JoinHandle<anyhow::Result<()>>,
-    sweeper: JoinHandle<()>,
+    sweeper: std::thread::JoinHandle<()>,
+    sweeper_stop: std::sync::mpsc::Sender<()>,
     assembler: Arc<Assembler>,
     stage: std::thread::JoinHandle<()>,
     metrics: Metrics,
@@ -195,21 +196,22 @@ pub async fn start_with_feed(
         })
     };
 
+    // The sweeper scans the whole buffer: it runs on its own low-priority thread, not on
+    // the async workers that answer Export requests. Dropping `sweeper_stop` ends it.
+    let (sweeper_stop, sweeper_stopped) = std::sync::mpsc::channel::<()>();
     let sweeper = {
         let assembler = Arc::clone(&assembler);
-        let stop = receivers_stop.clone();
         // Sweep often enough that a trace completes within ~1/4 of its idle time late.
         let period = (a.trace_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => { assembler.sweep(clock.now_ms()); }
+        std::thread::Builder::new()
+            .name("faultline-sweeper".into())
+            .spawn(move || {
+                pipeline::lower_thread_priority();
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = sweeper_stopped.recv_timeout(period) {
+                    assembler.sweep(clock.now_ms());
                 }
-            }
-        })
+            })
+            .context("cannot start the sweeper thread")?
     };
     state.listeners_up.store(true, Ordering::Relaxed);
     tracing::info!("listening for OTLP/gRPC on {otlp_grpc_addr}");
@@ -224,6 +226,7 @@ pub async fn start_with_feed(
         api_stop,
         api,
         sweeper,
+        sweeper_stop,
         assembler,
         stage,
         metrics,
@@ -255,7 +258,9 @@ impl Service {
                 ),
             }
         }
-        let _ = self.sweeper.await;
+        drop(self.sweeper_stop);
+        let sweeper = self.sweeper;
+        let _ = tokio::task::spawn_blocking(move || sweeper.join()).await;
         let flushed =
             tokio::time::timeout_at(deadline, self.assembler.drain(self.clock.now_ms())).await;
         self.assembler.close();

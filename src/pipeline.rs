@@ -99,6 +99,19 @@ impl TraceSink for AnalysisStage {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10 on Linux, where nice values
+/// are per thread), so that on a busy core the receivers answering senders win over
+/// background work (analysis, sweeping) whose latency nobody waits on.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority only reads its arguments. A
+    // failure leaves the priority unchanged, which is harmless.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
 /// Starts the stage thread. It ends when every sender of `rx` is dropped and the channel
 /// is drained, so joining it after closing the assembler means nothing was left behind.
 ///
@@ -111,6 +124,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("faultline-analysis".into())
         .spawn(move || {
+            lower_thread_priority();
             while let Some(trace) = rx.blocking_recv() {
                 sink.handle(trace);
             }

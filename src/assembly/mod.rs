@@ -211,20 +211,7 @@ impl Assembler {
             let hand_off = self.hand_off.lock().unwrap_or_else(|p| p.into_inner());
             if let (Some(tx), true) = (hand_off.as_ref(), self.buffered_spans() + incoming > limit)
             {
-                let mut oldest: Vec<(u64, TraceId)> = self
-                    .traces
-                    .iter()
-                    .map(|e| (e.value().age.first_seen_ms, *e.key()))
-                    .collect();
-                oldest.sort_unstable();
-                for (_, trace_id) in oldest {
-                    if self.buffered_spans() <= target {
-                        break;
-                    }
-                    if !self.complete(tx, trace_id, Trigger::Eviction, now_ms) {
-                        break; // analysis queue full: nothing more can leave
-                    }
-                }
+                self.evict_oldest(tx, target, now_ms);
             }
         }
         let buffered = self.buffered_spans();
@@ -235,6 +222,22 @@ impl Assembler {
         } else {
             self.refusing.store(true, Ordering::Relaxed);
             Err(Overloaded { buffered, limit })
+        }
+    }
+
+    /// Analyses the oldest traces early until at most `target` spans are buffered or the
+    /// analysis channel is full. Caller holds `hand_off`.
+    fn evict_oldest(&self, tx: &mpsc::Sender<CompletedTrace>, target: usize, now_ms: u64) {
+        let mut oldest: Vec<(u64, TraceId)> =
+            self.traces.iter().map(|e| (e.value().age.first_seen_ms, *e.key())).collect();
+        oldest.sort_unstable();
+        for (_, trace_id) in oldest {
+            if self.buffered_spans() <= target {
+                break;
+            }
+            if !self.complete(tx, trace_id, Trigger::Eviction, now_ms) {
+                break; // analysis queue full: nothing more can leave
+            }
         }
     }
 
@@ -273,8 +276,9 @@ impl Assembler {
     }
 
     /// Completes every trace that is idle or too old at `now_ms`, as far as the analysis
-    /// channel has room; forgets analysed ids older than the late-span window. Returns the
-    /// number of traces completed.
+    /// channel has room; above 90% of the span budget also analyses the oldest traces
+    /// early (down to 80%); forgets analysed ids older than the late-span window. Returns
+    /// the number of traces completed for idleness or age.
     pub fn sweep(&self, now_ms: u64) -> usize {
         let hand_off = self.hand_off.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = hand_off.as_ref() else {
@@ -295,6 +299,12 @@ impl Assembler {
                 break;
             }
             done += 1;
+        }
+        // Evict ahead of need, off the request path: above 90% of the budget, analyse the
+        // oldest traces down to 80%, so an Export request rarely pays for an eviction scan.
+        let limit = self.max_buffered_spans;
+        if self.buffered_spans() > limit - limit / 10 {
+            self.evict_oldest(tx, limit - limit / 5, now_ms);
         }
         let horizon = now_ms.saturating_sub(self.late_window_ms);
         self.analysed.retain(|_, at| *at >= horizon);
@@ -476,6 +486,18 @@ mod tests {
             "the oldest trace goes first"
         );
         assert_eq!(first.trigger, Trigger::Eviction);
+    }
+
+    #[test]
+    fn the_sweeper_evicts_ahead_of_need_above_the_high_water_mark() {
+        let (a, mut rx) = assembler(10, 100);
+        for i in 0..10u8 {
+            a.insert(vec![(TraceId([i + 1; 16]), span(1))], u64::from(i)).unwrap();
+        }
+        assert_eq!(a.sweep(20), 0, "nothing is idle yet");
+        assert_eq!(a.buffered_spans(), 8, "down to 80% of the budget");
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.trace_id, first.trigger), (TraceId([1; 16]), Trigger::Eviction));
     }
 
     #[test]
