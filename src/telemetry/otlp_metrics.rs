@@ -415,3 +415,278 @@ pub fn attribute_map(attributes: &[KeyValue]) -> HashMap<String, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::{
+        ExportLabels, ExportResult, Metrics, RefuseReason, Transport, TransportLabels, Trigger,
+        TriggerLabels,
+    };
+    use crate::telemetry::verdict_metrics::tests::verdict;
+    use crate::telemetry::verdict_metrics::{TraceExemplar, SHARE_BUCKETS};
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN: &str = "00f067aa0ba902b7";
+    const START: u64 = 1_700_000_000_000_000_000;
+
+    fn identity() -> PushIdentity {
+        PushIdentity::faultline("instance-1".into())
+    }
+
+    fn metrics_of(req: &ExportMetricsServiceRequest) -> &[Metric] {
+        &req.resource_metrics[0].scope_metrics[0].metrics
+    }
+
+    fn find<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> &'a Metric {
+        metrics_of(req)
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", metrics_of(req)))
+    }
+
+    fn sum(m: &Metric) -> &Sum {
+        match &m.data {
+            Some(Data::Sum(s)) => s,
+            other => panic!("{} is not a sum: {other:?}", m.name),
+        }
+    }
+
+    fn double(p: &NumberDataPoint) -> f64 {
+        match p.value {
+            Some(number_data_point::Value::AsDouble(v)) => v,
+            other => panic!("not a double: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_drop_total_and_dot_the_faultline_namespaces() {
+        assert_eq!(otel_name("faultline_errors_total"), "faultline.errors");
+        assert_eq!(
+            otel_name("faultline_receiver_accepted_spans_total"),
+            "faultline.receiver.accepted_spans"
+        );
+        assert_eq!(
+            otel_name("faultline_error_budget_share"),
+            "faultline.error_budget_share"
+        );
+        assert_eq!(
+            otel_name("faultline_otlp_metrics_exports_total"),
+            "faultline.otlp_metrics.exports"
+        );
+        // A namespace must be a whole word: `receivers_x` is not in `receiver`.
+        assert_eq!(otel_name("faultline_receivers_x"), "faultline.receivers_x");
+        assert_eq!(otel_name("faultline_receiver"), "faultline.receiver");
+        assert_eq!(otel_name("process_cpu_seconds_total"), "process_cpu_seconds");
+        for (prometheus, otel) in OTEL_NAMES {
+            assert_eq!(otel_name(prometheus), otel, "the table follows the rule");
+        }
+    }
+
+    #[test]
+    fn every_family_on_metrics_has_its_documented_otel_name() {
+        // The registry leaves out families without a series: give each one.
+        let metrics = Metrics::default();
+        let registry = metrics.registry();
+        let grpc = || TransportLabels {
+            transport: Transport::Grpc,
+        };
+        metrics.accepted_spans.get_or_create(&grpc()).inc();
+        metrics.refuse_spans(Transport::Grpc, RefuseReason::Malformed, 1);
+        metrics.refuse_request(Transport::Grpc, RefuseReason::Malformed);
+        metrics
+            .traces_completed
+            .get_or_create(&TriggerLabels {
+                trigger: Trigger::Idle,
+            })
+            .inc();
+        metrics
+            .otlp_metrics_exports
+            .get_or_create(&ExportLabels {
+                result: ExportResult::Ok,
+            })
+            .inc();
+        metrics
+            .verdict_metrics
+            .record(&verdict("/checkout", "SELECT", Some("fp1")));
+        let families = prometheus_protobuf::encode(&registry).unwrap();
+        let mut exposed: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+        let mut documented: Vec<&str> = OTEL_NAMES.iter().map(|(p, _)| *p).collect();
+        exposed.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(
+            exposed, documented,
+            "a family was added or renamed: give it its OTel name in OTEL_NAMES"
+        );
+    }
+
+    #[test]
+    fn cumulative_buckets_become_per_bucket_counts_without_the_inf_bound() {
+        let inf = f64::INFINITY;
+        assert_eq!(
+            otlp_buckets(6, &[(0.1, 1), (0.5, 1), (1.0, 4), (inf, 6)]),
+            (vec![0.1, 0.5, 1.0], vec![1, 0, 3, 2])
+        );
+        // No +Inf bucket: the overflow count comes from the total.
+        assert_eq!(
+            otlp_buckets(6, &[(0.1, 1), (1.0, 4)]),
+            (vec![0.1, 1.0], vec![1, 3, 2])
+        );
+        // A torn read (a bucket behind the one below it) never underflows.
+        assert_eq!(
+            otlp_buckets(2, &[(1.0, 3), (inf, 2)]),
+            (vec![1.0], vec![3, 0])
+        );
+        assert_eq!(otlp_buckets(0, &[]), (vec![], vec![0]));
+    }
+
+    #[test]
+    fn a_registered_histogram_arrives_with_its_buckets_sum_count_and_exemplar() {
+        let h: HistogramWithExemplars<TraceExemplar> =
+            HistogramWithExemplars::new(SHARE_BUCKETS.into_iter());
+        let exemplar = TraceExemplar {
+            trace_id: TRACE.into(),
+            span_id: SPAN.into(),
+        };
+        for v in [0.05, 0.83, 0.85, 1.0, 0.35] {
+            h.observe(v, Some(exemplar.clone()), None);
+        }
+        let mut registry = Registry::with_prefix("faultline");
+        registry.register("error_budget_share", "share", h);
+        let req = export_request(&registry, &identity(), START, START + 5).unwrap();
+        let m = find(&req, "faultline.error_budget_share");
+        let Some(Data::Histogram(hist)) = &m.data else {
+            panic!("not a histogram: {m:?}")
+        };
+        assert_eq!(
+            hist.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
+        let p = &hist.data_points[0];
+        assert_eq!(p.explicit_bounds, SHARE_BUCKETS.to_vec());
+        //                        0.1 .2 .3 .4 .5 .6 .7 .8 .9 1.0 +Inf
+        assert_eq!(p.bucket_counts, vec![1, 0, 0, 1, 0, 0, 0, 0, 2, 1, 0]);
+        assert_eq!(p.count, 5);
+        assert!((p.sum.unwrap() - 3.08).abs() < 1e-9);
+        assert_eq!(p.start_time_unix_nano, START);
+        assert_eq!(p.time_unix_nano, START + 5);
+        assert!(!p.exemplars.is_empty());
+        assert!(p
+            .exemplars
+            .iter()
+            .all(|e| e.trace_id == hex_id(TRACE).unwrap()));
+    }
+
+    #[test]
+    fn exemplar_ids_become_binary_trace_and_span_ids() {
+        let c: CounterWithExemplar<TraceExemplar> = CounterWithExemplar::default();
+        let at = UNIX_EPOCH + Duration::from_nanos(START + 42);
+        c.inc_by(
+            3,
+            Some(TraceExemplar {
+                trace_id: TRACE.into(),
+                span_id: SPAN.into(),
+            }),
+            Some(at),
+        );
+        let mut registry = Registry::with_prefix("faultline");
+        registry.register("errors", "errors", c);
+        let req = export_request(&registry, &identity(), START, START + 100).unwrap();
+        let point = &sum(find(&req, "faultline.errors")).data_points[0];
+        assert_eq!(double(point), 3.0);
+        let e = &point.exemplars[0];
+        assert_eq!(
+            e.trace_id,
+            vec![
+                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e,
+                0x0e, 0x47, 0x36
+            ]
+        );
+        assert_eq!(e.span_id, vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(e.time_unix_nano, START + 42);
+        assert_eq!(e.value, Some(exemplar::Value::AsDouble(3.0)));
+        assert!(e.filtered_attributes.is_empty());
+    }
+
+    #[test]
+    fn malformed_exemplar_ids_are_kept_as_attributes_not_ids() {
+        let e = pm::Exemplar {
+            label: vec![
+                pm::LabelPair {
+                    name: "trace_id".into(),
+                    value: "abc".into(),
+                },
+                pm::LabelPair {
+                    name: "span_id".into(),
+                    value: TRACE.into(), // 16 bytes: the wrong length for a span id
+                },
+                pm::LabelPair {
+                    name: "tenant".into(),
+                    value: "acme".into(),
+                },
+            ],
+            value: 1.0,
+            timestamp: None,
+        };
+        let out = convert_exemplar(&e, 7);
+        assert!(out.trace_id.is_empty() && out.span_id.is_empty());
+        assert_eq!(out.time_unix_nano, 7);
+        let attrs = attribute_map(&out.filtered_attributes);
+        assert_eq!(attrs["trace_id"], "abc");
+        assert_eq!(attrs["span_id"], TRACE);
+        assert_eq!(attrs["tenant"], "acme");
+        assert_eq!(hex_id("0G"), None);
+        assert_eq!(hex_id("0A0b"), Some(vec![10, 11]));
+    }
+
+    #[test]
+    fn counters_stay_cumulative_from_the_process_start_across_pushes() {
+        let metrics = Metrics::default();
+        let registry = metrics.registry();
+        let grpc = TransportLabels {
+            transport: Transport::Grpc,
+        };
+        metrics.accepted_spans.get_or_create(&grpc).inc_by(3);
+        let first = export_request(&registry, &identity(), START, START + 10).unwrap();
+        metrics.accepted_spans.get_or_create(&grpc).inc_by(2);
+        metrics.traces_buffered.set(4);
+        let second = export_request(&registry, &identity(), START, START + 20).unwrap();
+
+        for (req, expected, at) in [(&first, 3.0, START + 10), (&second, 5.0, START + 20)] {
+            let s = sum(find(req, "faultline.receiver.accepted_spans"));
+            assert!(s.is_monotonic);
+            assert_eq!(
+                s.aggregation_temporality,
+                AggregationTemporality::Cumulative as i32
+            );
+            let p = &s.data_points[0];
+            assert_eq!(double(p), expected);
+            assert_eq!(p.start_time_unix_nano, START, "same start on every push");
+            assert_eq!(p.time_unix_nano, at);
+            assert_eq!(attribute_map(&p.attributes)["transport"], "grpc");
+        }
+        let Some(Data::Gauge(g)) = &find(&second, "faultline.traces_buffered").data else {
+            panic!("traces_buffered is a gauge")
+        };
+        assert_eq!(double(&g.data_points[0]), 4.0);
+        // Families without a series yet are left out.
+        assert!(!metrics_of(&first)
+            .iter()
+            .any(|m| m.name == "faultline.receiver.refused_spans"));
+    }
+
+    #[test]
+    fn the_resource_and_scope_say_who_pushes() {
+        let req = export_request(&Registry::default(), &identity(), START, START).unwrap();
+        let rm = &req.resource_metrics[0];
+        let resource = attribute_map(&rm.resource.as_ref().unwrap().attributes);
+        assert_eq!(resource["service.name"], "faultline");
+        assert_eq!(resource["service.version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(resource["service.instance.id"], "instance-1");
+        let scope = rm.scope_metrics[0].scope.as_ref().unwrap();
+        assert_eq!(scope.name, "faultline");
+    }
+}

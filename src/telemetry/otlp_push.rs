@@ -295,3 +295,62 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.write_all(bytes)?;
     enc.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exports(metrics: &Metrics, result: ExportResult) -> u64 {
+        metrics
+            .otlp_metrics_exports
+            .get_or_create(&ExportLabels { result })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_collector_is_a_counted_failure_on_both_protocols() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for (protocol, path) in [
+            (OtlpMetricsProtocol::Grpc, ""),
+            (OtlpMetricsProtocol::HttpProtobuf, "/v1/metrics"),
+        ] {
+            let metrics = Metrics::default();
+            let config = OtlpMetricsConfig {
+                endpoint: format!("http://127.0.0.1:{port}{path}").parse().unwrap(),
+                protocol,
+                interval: Duration::from_secs(60),
+            };
+            let pusher = OtlpMetricsPusher::new(
+                &config,
+                metrics.clone(),
+                PushIdentity::faultline("t".into()),
+                0,
+            );
+            let err = pusher.push().await.unwrap_err();
+            assert!(
+                matches!(
+                    (&err, protocol),
+                    (PushError::Grpc { code: tonic::Code::Unavailable, .. }, OtlpMetricsProtocol::Grpc)
+                        | (PushError::Transport(_), OtlpMetricsProtocol::HttpProtobuf)
+                ),
+                "{protocol:?}: {err}"
+            );
+            assert_eq!(exports(&metrics, ExportResult::Failed), 1);
+            assert_eq!(exports(&metrics, ExportResult::Ok), 0);
+        }
+    }
+
+    #[test]
+    fn instance_ids_are_32_hex_digits_and_differ_by_start() {
+        let a = instance_id(UNIX_EPOCH + Duration::from_secs(1));
+        let b = instance_id(UNIX_EPOCH + Duration::from_secs(2));
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
