@@ -286,7 +286,9 @@ impl Service {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
-                tracing::warn!("the final OTLP metrics push did not finish by the shutdown deadline");
+                tracing::warn!(
+                    "the final OTLP metrics push did not finish by the shutdown deadline"
+                );
             }
         }
         self.api_stop.cancel();

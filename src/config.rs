@@ -423,10 +423,13 @@ fn otlp_protocol(raw: Option<String>) -> Result<OtlpMetricsProtocol, ConfigError
 /// a local collector or node agent, and no TLS stack is built in.
 fn otlp_endpoint(raw: &str, protocol: OtlpMetricsProtocol) -> Result<http::Uri, ConfigError> {
     const OPTION: &str = "otlp-metrics-endpoint";
-    let uri: http::Uri = raw
-        .trim()
-        .parse()
-        .map_err(|e| invalid(OPTION, raw, format!("{e}; expected a URL like http://127.0.0.1:4317")))?;
+    let uri: http::Uri = raw.trim().parse().map_err(|e| {
+        invalid(
+            OPTION,
+            raw,
+            format!("{e}; expected a URL like http://127.0.0.1:4317"),
+        )
+    })?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
@@ -732,7 +735,10 @@ mod tests {
         let bare = resolve_http("http://collector:4318");
         assert_eq!(bare.protocol, OtlpMetricsProtocol::HttpProtobuf);
         assert_eq!(bare.interval, Duration::from_millis(200));
-        assert_eq!(bare.endpoint.to_string(), "http://collector:4318/v1/metrics");
+        assert_eq!(
+            bare.endpoint.to_string(),
+            "http://collector:4318/v1/metrics"
+        );
         assert_eq!(
             resolve_http("http://collector:4318/custom/metrics")
                 .endpoint
@@ -745,9 +751,19 @@ mod tests {
     fn bad_otlp_metrics_values_name_their_option() {
         let cases = [
             ("otlp-metrics-endpoint", Some("localhost:4317"), None, None),
-            ("otlp-metrics-endpoint", Some("https://collector:4317"), None, None),
+            (
+                "otlp-metrics-endpoint",
+                Some("https://collector:4317"),
+                None,
+                None,
+            ),
             ("otlp-metrics-endpoint", Some("http://:4317"), None, None),
-            ("otlp-metrics-endpoint", Some("http://c:4317/v1/metrics"), None, None),
+            (
+                "otlp-metrics-endpoint",
+                Some("http://c:4317/v1/metrics"),
+                None,
+                None,
+            ),
             ("otlp-metrics-endpoint", Some("not a url"), None, None),
             ("otlp-metrics-protocol", None, Some("http/json"), None),
             ("otlp-metrics-protocol", None, Some("udp"), None),

@@ -25,9 +25,7 @@
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, InstrumentationScope, KeyValue,
-};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, metric, number_data_point, AggregationTemporality, Exemplar, Gauge, Histogram,
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -54,7 +52,10 @@ pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward
 /// a test that fails when a family is added without a decision here.
 pub const OTEL_NAMES: [(&str, &str); 19] = [
     ("faultline_errors_total", "faultline.errors"),
-    ("faultline_error_budget_share", "faultline.error_budget_share"),
+    (
+        "faultline_error_budget_share",
+        "faultline.error_budget_share",
+    ),
     (
         "faultline_fingerprint_errors_total",
         "faultline.fingerprint_errors",
@@ -87,7 +88,10 @@ pub const OTEL_NAMES: [(&str, &str); 19] = [
         "faultline_analysis_queue_depth",
         "faultline.analysis_queue_depth",
     ),
-    ("faultline_traces_analyzed_total", "faultline.traces_analyzed"),
+    (
+        "faultline_traces_analyzed_total",
+        "faultline.traces_analyzed",
+    ),
     ("faultline_spans_analyzed_total", "faultline.spans_analyzed"),
     ("faultline_verdicts_total", "faultline.verdicts"),
     ("faultline_verdicts_retained", "faultline.verdicts_retained"),
@@ -379,7 +383,7 @@ pub fn convert_exemplar(e: &pm::Exemplar, now_unix_nano: u64) -> Exemplar {
 /// Lowercase or uppercase hex into bytes; `None` unless every character is a hex digit
 /// and there is an even number of them.
 pub fn hex_id(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 || hex.is_empty() {
+    if !hex.len().is_multiple_of(2) || hex.is_empty() {
         return None;
     }
     hex.as_bytes()
@@ -392,7 +396,10 @@ pub fn hex_id(hex: &str) -> Option<Vec<u8>> {
 }
 
 fn attributes(labels: &[pm::LabelPair]) -> Vec<KeyValue> {
-    labels.iter().map(|l| string_kv(&l.name, &l.value)).collect()
+    labels
+        .iter()
+        .map(|l| string_kv(&l.name, &l.value))
+        .collect()
 }
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
@@ -480,7 +487,10 @@ mod tests {
         // A namespace must be a whole word: `receivers_x` is not in `receiver`.
         assert_eq!(otel_name("faultline_receivers_x"), "faultline.receivers_x");
         assert_eq!(otel_name("faultline_receiver"), "faultline.receiver");
-        assert_eq!(otel_name("process_cpu_seconds_total"), "process_cpu_seconds");
+        assert_eq!(
+            otel_name("process_cpu_seconds_total"),
+            "process_cpu_seconds"
+        );
         for (prometheus, otel) in OTEL_NAMES {
             assert_eq!(otel_name(prometheus), otel, "the table follows the rule");
         }
@@ -601,11 +611,14 @@ mod tests {
         assert_eq!(
             e.trace_id,
             vec![
-                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e,
-                0x0e, 0x47, 0x36
+                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+                0x47, 0x36
             ]
         );
-        assert_eq!(e.span_id, vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(
+            e.span_id,
+            vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
         assert_eq!(e.time_unix_nano, START + 42);
         assert_eq!(e.value, Some(exemplar::Value::AsDouble(3.0)));
         assert!(e.filtered_attributes.is_empty());

@@ -227,7 +227,9 @@ fn errors_value(req: &ExportMetricsServiceRequest) -> f64 {
 /// Sends failing traces (2 spans each) on `/checkout` over OTLP/gRPC; returns their trace
 /// ids (binary) and entry span ids.
 fn send_failing(f: &Faultline, n: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let requests: Vec<_> = (1..=n).map(|seq| failing_trace(seq, "/checkout").0).collect();
+    let requests: Vec<_> = (1..=n)
+        .map(|seq| failing_trace(seq, "/checkout").0)
+        .collect();
     let ids = requests
         .iter()
         .map(|r| {
@@ -278,7 +280,10 @@ fn pushes_the_verdict_metrics(receiver: &Receiver, protocol: &str) {
         vec![
             ("blame_service".to_string(), "checkout".to_string()),
             ("blame_span".into(), "SELECT orders".into()),
-            ("classification".into(), "deterministic_handler_defect".into()),
+            (
+                "classification".into(),
+                "deterministic_handler_defect".into()
+            ),
             ("http_route".into(), "/checkout".into()),
             ("service_name".into(), "checkout".into()),
         ]
@@ -414,7 +419,10 @@ fn an_unreachable_collector_is_counted_and_never_stops_analysis() {
         0.0
     );
     let (status, log) = f.terminate();
-    assert!(status.success(), "a failed final push does not fail the exit: {log}");
+    assert!(
+        status.success(),
+        "a failed final push does not fail the exit: {log}"
+    );
 }
 
 #[test]
@@ -471,8 +479,13 @@ fn bad_otlp_metrics_options_stop_start_up_naming_the_option() {
     ] {
         let env = format!(
             "FAULTLINE_{}",
-            flag.trim_start_matches("--").replace('-', "_").to_uppercase()
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
         );
-        assert!(help.contains(flag) && help.contains(&env), "--help lacks {flag}");
+        assert!(
+            help.contains(flag) && help.contains(&env),
+            "--help lacks {flag}"
+        );
     }
 }
