@@ -3,8 +3,9 @@
 //!
 //! Shutdown order: receivers stop accepting and finish in-flight requests → the sweeper
 //! stops → every buffered trace is handed to analysis (trigger `shutdown`) → the hand-off
-//! closes and the analysis thread drains the channel → the API listener stops last, so
-//! `/metrics` stays scrapeable while the service drains. All of it under
+//! closes and the analysis thread drains the channel → the final OTLP metrics push (when
+//! `--otlp-metrics-endpoint` is set), so it carries every verdict → the API listener stops
+//! last, so `/metrics` stays scrapeable while the service drains. All of it under
 //! `--shutdown-timeout`.
 
 use std::future::Future;
@@ -29,6 +30,8 @@ use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
 use crate::store::VerdictStore;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otlp_metrics::PushIdentity;
+use crate::telemetry::otlp_push::{self, OtlpMetricsPusher};
 
 /// A running service.
 pub struct Service {
@@ -46,6 +49,8 @@ pub struct Service {
     sweeper_stop: std::sync::mpsc::Sender<()>,
     assembler: Arc<Assembler>,
     stage: std::thread::JoinHandle<()>,
+    /// The OTLP metrics push: its stop signal (which triggers the final push) and task.
+    otlp_push: Option<(CancellationToken, JoinHandle<()>)>,
     metrics: Metrics,
     clock: Clock,
     shutdown_timeout: Duration,
@@ -122,6 +127,8 @@ pub async fn start_with_feed(
     let http_addr = api_listener.local_addr()?;
 
     let clock = Clock::start();
+    // Every counter is zero now: the start of the cumulative OTLP points.
+    let started = std::time::SystemTime::now();
     let a = &config.assembly;
     let (tx, rx) = tokio::sync::mpsc::channel(a.analysis_queue_size);
     let completion = Completion {
@@ -213,6 +220,16 @@ pub async fn start_with_feed(
             })
             .context("cannot start the sweeper thread")?
     };
+    let otlp_push = config.metrics.otlp.as_ref().map(|otlp| {
+        let stop = CancellationToken::new();
+        let pusher = OtlpMetricsPusher::new(
+            otlp,
+            metrics.clone(),
+            PushIdentity::faultline(otlp_push::instance_id(started)),
+            otlp_push::unix_nano(started),
+        );
+        (stop.clone(), pusher.spawn(otlp.interval, stop))
+    });
     state.listeners_up.store(true, Ordering::Relaxed);
     tracing::info!("listening for OTLP/gRPC on {otlp_grpc_addr}");
     tracing::info!("listening for OTLP/HTTP on {otlp_http_addr}");
@@ -229,6 +246,7 @@ pub async fn start_with_feed(
         sweeper_stop,
         assembler,
         stage,
+        otlp_push,
         metrics,
         clock,
         shutdown_timeout: config.shutdown_timeout,
@@ -268,6 +286,16 @@ impl Service {
         let joined =
             tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || stage.join()))
                 .await;
+        if let Some((stop, task)) = self.otlp_push {
+            stop.cancel();
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+                tracing::warn!(
+                    "the final OTLP metrics push did not finish by the shutdown deadline"
+                );
+            }
+        }
         self.api_stop.cancel();
         let _ = self.api.await;
         let summary = ShutdownSummary {

@@ -156,6 +156,21 @@ pub struct ServeArgs {
     /// series labelled `otel_metric_overflow="true"` [default: 1000].
     #[arg(long, env = "FAULTLINE_MAX_SERIES", value_name = "N")]
     pub max_series: Option<String>,
+
+    /// Push the /metrics instruments as OTLP metrics to this collector, e.g.
+    /// http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318 (HTTP; `/v1/metrics` is
+    /// appended when the URL has no path) [default: no push].
+    #[arg(long, env = "FAULTLINE_OTLP_METRICS_ENDPOINT", value_name = "URL")]
+    pub otlp_metrics_endpoint: Option<String>,
+
+    /// OTLP metrics push protocol: grpc or http/protobuf [default: grpc].
+    #[arg(long, env = "FAULTLINE_OTLP_METRICS_PROTOCOL", value_name = "PROTOCOL")]
+    pub otlp_metrics_protocol: Option<String>,
+
+    /// Time between OTLP metrics pushes (cumulative values; one more at shutdown)
+    /// [default: 60s].
+    #[arg(long, env = "FAULTLINE_OTLP_METRICS_INTERVAL", value_name = "DURATION")]
+    pub otlp_metrics_interval: Option<String>,
 }
 
 /// The validated configuration of the service.
@@ -190,6 +205,30 @@ pub struct Config {
 pub struct MetricsConfig {
     /// Label sets per metric family before the `otel_metric_overflow` fold.
     pub max_series: usize,
+    /// The OTLP metrics push, when `--otlp-metrics-endpoint` is set.
+    pub otlp: Option<OtlpMetricsConfig>,
+}
+
+/// Protocol of the OTLP metrics push (the values of the OpenTelemetry SDKs'
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpMetricsProtocol {
+    /// `grpc`: `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`.
+    Grpc,
+    /// `http/protobuf`: `POST /v1/metrics`, `application/x-protobuf`.
+    HttpProtobuf,
+}
+
+/// The OTLP metrics push (DESIGN §5).
+#[derive(Debug, Clone)]
+pub struct OtlpMetricsConfig {
+    /// Where to push: for gRPC the collector's origin; for HTTP the full URL, with
+    /// `/v1/metrics` already appended when the flag gave no path.
+    pub endpoint: http::Uri,
+    /// gRPC or HTTP.
+    pub protocol: OtlpMetricsProtocol,
+    /// Time between pushes.
+    pub interval: Duration,
 }
 
 /// Limits of the OTLP receivers.
@@ -250,6 +289,9 @@ impl ServeArgs {
             verdict_retention: self.verdict_retention.or(lower.verdict_retention),
             watch_buffer: self.watch_buffer.or(lower.watch_buffer),
             max_series: self.max_series.or(lower.max_series),
+            otlp_metrics_endpoint: self.otlp_metrics_endpoint.or(lower.otlp_metrics_endpoint),
+            otlp_metrics_protocol: self.otlp_metrics_protocol.or(lower.otlp_metrics_protocol),
+            otlp_metrics_interval: self.otlp_metrics_interval.or(lower.otlp_metrics_interval),
         }
     }
 }
@@ -364,6 +406,71 @@ fn size(option: &'static str, raw: Option<String>, default: &str) -> Result<usiz
     Ok(n)
 }
 
+/// Parses `grpc` or `http/protobuf`.
+fn otlp_protocol(raw: Option<String>) -> Result<OtlpMetricsProtocol, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("grpc") => Ok(OtlpMetricsProtocol::Grpc),
+        Some("http/protobuf") => Ok(OtlpMetricsProtocol::HttpProtobuf),
+        Some(other) => Err(invalid(
+            "otlp-metrics-protocol",
+            other,
+            "expected grpc or http/protobuf",
+        )),
+    }
+}
+
+/// Parses an `http://HOST:PORT[/PATH]` collector URL. Plain HTTP only: the push goes to
+/// a local collector or node agent, and no TLS stack is built in.
+fn otlp_endpoint(raw: &str, protocol: OtlpMetricsProtocol) -> Result<http::Uri, ConfigError> {
+    const OPTION: &str = "otlp-metrics-endpoint";
+    let uri: http::Uri = raw.trim().parse().map_err(|e| {
+        invalid(
+            OPTION,
+            raw,
+            format!("{e}; expected a URL like http://127.0.0.1:4317"),
+        )
+    })?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid(
+                OPTION,
+                raw,
+                "https is not supported; push over http:// to a local collector",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                OPTION,
+                raw,
+                "expected a URL starting with http://, e.g. http://127.0.0.1:4317",
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(OPTION, raw, "the URL has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid(OPTION, raw, "the URL must not have a query"));
+    }
+    let bare = matches!(uri.path(), "" | "/");
+    match protocol {
+        OtlpMetricsProtocol::Grpc if !bare => Err(invalid(
+            OPTION,
+            raw,
+            "a gRPC endpoint has no path (the service path is fixed by OTLP)",
+        )),
+        OtlpMetricsProtocol::Grpc => Ok(uri),
+        OtlpMetricsProtocol::HttpProtobuf if bare => {
+            // The OTLP exporter specification: `/v1/metrics` is appended to a base URL.
+            let mut parts = uri.into_parts();
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/v1/metrics"));
+            http::Uri::from_parts(parts).map_err(|e| invalid(OPTION, raw, e))
+        }
+        OtlpMetricsProtocol::HttpProtobuf => Ok(uri),
+    }
+}
+
 /// Largest `--watch-buffer`: `tokio::sync::broadcast` allocates every slot at start-up.
 const MAX_WATCH_BUFFER: usize = 1 << 20;
 
@@ -433,6 +540,18 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
     if tenant_attributes.is_empty() {
         tenant_attributes = AnalysisConfig::default().tenant_attributes;
     }
+    // Protocol and interval are checked even without an endpoint: a typo in either
+    // should not wait for the day the push is switched on.
+    let otlp_protocol = otlp_protocol(a.otlp_metrics_protocol)?;
+    let otlp_interval = duration("otlp-metrics-interval", a.otlp_metrics_interval, "60s")?;
+    let otlp = match a.otlp_metrics_endpoint.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(OtlpMetricsConfig {
+            endpoint: otlp_endpoint(raw, otlp_protocol)?,
+            protocol: otlp_protocol,
+            interval: otlp_interval,
+        }),
+    };
     Ok(Config {
         otlp_grpc_listen: addr("otlp-grpc-listen", a.otlp_grpc_listen, "127.0.0.1:4317")?,
         otlp_http_listen: addr("otlp-http-listen", a.otlp_http_listen, "127.0.0.1:4318")?,
@@ -457,6 +576,7 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         watch_buffer,
         metrics: MetricsConfig {
             max_series: count("max-series", a.max_series, 1000)?,
+            otlp,
         },
     })
 }
@@ -588,6 +708,78 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--max-series"));
+    }
+
+    #[test]
+    fn the_otlp_metrics_push_is_off_by_default_and_grpc_every_minute_when_on() {
+        assert!(Config::default().metrics.otlp.is_none());
+        let c = resolve(parse_file("otlp-metrics-endpoint = \"http://10.0.0.7:4317\"").unwrap())
+            .unwrap();
+        let otlp = c.metrics.otlp.unwrap();
+        assert_eq!(otlp.protocol, OtlpMetricsProtocol::Grpc);
+        assert_eq!(otlp.interval, Duration::from_secs(60));
+        assert_eq!(otlp.endpoint.to_string(), "http://10.0.0.7:4317/");
+    }
+
+    #[test]
+    fn the_http_push_appends_v1_metrics_only_to_a_bare_url() {
+        let resolve_http = |endpoint: &str| {
+            let a = ServeArgs {
+                otlp_metrics_endpoint: Some(endpoint.into()),
+                otlp_metrics_protocol: Some("http/protobuf".into()),
+                otlp_metrics_interval: Some("200ms".into()),
+                ..Default::default()
+            };
+            resolve(a).unwrap().metrics.otlp.unwrap()
+        };
+        let bare = resolve_http("http://collector:4318");
+        assert_eq!(bare.protocol, OtlpMetricsProtocol::HttpProtobuf);
+        assert_eq!(bare.interval, Duration::from_millis(200));
+        assert_eq!(
+            bare.endpoint.to_string(),
+            "http://collector:4318/v1/metrics"
+        );
+        assert_eq!(
+            resolve_http("http://collector:4318/custom/metrics")
+                .endpoint
+                .to_string(),
+            "http://collector:4318/custom/metrics"
+        );
+    }
+
+    #[test]
+    fn bad_otlp_metrics_values_name_their_option() {
+        let cases = [
+            ("otlp-metrics-endpoint", Some("localhost:4317"), None, None),
+            (
+                "otlp-metrics-endpoint",
+                Some("https://collector:4317"),
+                None,
+                None,
+            ),
+            ("otlp-metrics-endpoint", Some("http://:4317"), None, None),
+            (
+                "otlp-metrics-endpoint",
+                Some("http://c:4317/v1/metrics"),
+                None,
+                None,
+            ),
+            ("otlp-metrics-endpoint", Some("not a url"), None, None),
+            ("otlp-metrics-protocol", None, Some("http/json"), None),
+            ("otlp-metrics-protocol", None, Some("udp"), None),
+            ("otlp-metrics-interval", None, None, Some("often")),
+            ("otlp-metrics-interval", None, None, Some("0s")),
+        ];
+        for (option, endpoint, protocol, interval) in cases {
+            let a = ServeArgs {
+                otlp_metrics_endpoint: endpoint.map(str::to_string),
+                otlp_metrics_protocol: protocol.map(str::to_string),
+                otlp_metrics_interval: interval.map(str::to_string),
+                ..Default::default()
+            };
+            let e = resolve(a).unwrap_err().to_string();
+            assert!(e.contains(&format!("--{option}")), "{e}");
+        }
     }
 
     #[test]

@@ -47,6 +47,22 @@ pub enum Trigger {
     Shutdown,
 }
 
+/// How an OTLP metrics push ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ExportResult {
+    /// The collector accepted the request.
+    Ok,
+    /// Refused, timed out or unreachable (retried on the next tick with fresh values).
+    Failed,
+}
+
+/// Labels `{result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExportLabels {
+    /// ok | failed
+    pub result: ExportResult,
+}
+
 /// Labels `{transport}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabels {
@@ -101,6 +117,8 @@ pub struct Metrics {
     /// `faultline_watch_lagged_verdicts_total`: verdicts `WatchVerdicts` subscribers
     /// missed because they read too slowly (summed over subscribers).
     pub watch_lagged_verdicts: Counter,
+    /// `faultline_otlp_metrics_exports_total{result}`: OTLP metrics pushes.
+    pub otlp_metrics_exports: Family<ExportLabels, Counter>,
     /// The per-verdict families (`faultline_errors_total`, ...), capped by `--max-series`.
     pub verdict_metrics: VerdictMetrics,
     /// `faultline_corrupt_spans_total`: buffered spans skipped because their bytes did
@@ -177,6 +195,11 @@ impl Metrics {
             "Verdicts WatchVerdicts subscribers missed because they read too slowly",
             self.watch_lagged_verdicts.clone(),
         );
+        r.register(
+            "otlp_metrics_exports",
+            "OTLP metrics pushes to --otlp-metrics-endpoint, by result",
+            self.otlp_metrics_exports.clone(),
+        );
         self.verdict_metrics.register(&mut r);
         r.register(
             "corrupt_spans",
@@ -229,5 +252,6 @@ label_values! {
         UnsupportedMediaType => "unsupported_media_type",
         Overloaded => "overloaded",
     }
+    ExportResult { Ok => "ok", Failed => "failed" }
     Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

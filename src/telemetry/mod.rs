@@ -1,9 +1,12 @@
 //! Self-observability: metric names, the registry behind `/metrics`, logging set-up.
 //!
-//! Depends on nothing else in the crate except [`verdict_metrics`], which reads verdicts;
-//! every stage records into [`metrics::Metrics`].
+//! Depends on nothing else in the crate except [`verdict_metrics`], which reads verdicts,
+//! and [`otlp_push`], which reads its part of the config; every stage records into
+//! [`metrics::Metrics`], and [`otlp_metrics`] turns the same registry into OTLP metrics.
 
 pub mod metrics;
+pub mod otlp_metrics;
+pub mod otlp_push;
 pub mod series_cap;
 pub mod verdict_metrics;
 

@@ -377,7 +377,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::analysis::cohort::Cohort;
     use crate::analysis::verdict::{BlameInfo, EntryInfo};
@@ -386,7 +386,8 @@ mod tests {
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-    fn verdict(route: &str, blame: &str, fingerprint: Option<&str>) -> Verdict {
+    /// A verdict of `checkout` on `route` blaming `blame` (the OTLP push tests use it too).
+    pub(crate) fn verdict(route: &str, blame: &str, fingerprint: Option<&str>) -> Verdict {
         Verdict {
             trace_id: TRACE.into(),
             classification: Classification::LateDependencyFailure,

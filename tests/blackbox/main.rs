@@ -10,6 +10,7 @@ mod grpc_verdicts;
 mod ingest_clients;
 mod ingest_protocol;
 mod metrics_export;
+mod otlp_metrics;
 mod pushback;
 mod scenarios;
 mod shutdown;

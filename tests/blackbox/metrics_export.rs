@@ -46,7 +46,7 @@ fn now_ns() -> u64 {
 
 /// One failing request: a SERVER entry on `route` answering 500 with an exception event,
 /// and a slow database call under it. Returns the request and the trace id (hex).
-fn failing_trace(seq: u8, route: &str) -> (ExportTraceServiceRequest, String) {
+pub(crate) fn failing_trace(seq: u8, route: &str) -> (ExportTraceServiceRequest, String) {
     let trace_id: Vec<u8> = (0..16).map(|i| 0xa0 ^ seq.wrapping_add(i)).collect();
     let start = now_ns() - 200_000_000;
     let entry = Span {
