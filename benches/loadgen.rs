@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use faultline::synth::{Generator, SynthConfig};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 
 #[derive(Parser, Debug)]
@@ -61,7 +63,11 @@ async fn main() -> anyhow::Result<()> {
     });
     // A pool of distinct requests, encoded once: the generator's own cost per request is a
     // memcpy and a few id patches, so it does not limit what a receiver is shown to take.
-    let pool: Arc<Vec<Encoded>> = Arc::new((0..2_000).map(|_| Encoded::new(&generator.next_request())).collect());
+    let pool: Arc<Vec<Encoded>> = Arc::new(
+        (0..2_000)
+            .map(|_| Encoded::new(&generator.next_request()))
+            .collect(),
+    );
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         let channel = tonic::transport::Endpoint::from_shared(args.endpoint.clone())?
@@ -111,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
                 }
                 match result {
                     Ok(resp) => {
-                        let rejected = resp.partial_success.map(|p| p.rejected_spans as u64).unwrap_or(0);
+                        let rejected = resp
+                            .partial_success
+                            .map(|p| p.rejected_spans as u64)
+                            .unwrap_or(0);
                         ok_spans += spans - rejected;
                         latencies_us.push((done - sent).as_micros().min(u32::MAX as u128) as u32);
                     }
@@ -175,7 +184,10 @@ impl Encoded {
                 trace_id_offsets.push(i + 2);
             }
         }
-        Encoded { bytes, trace_id_offsets }
+        Encoded {
+            bytes,
+            trace_id_offsets,
+        }
     }
 
     fn with_pass(&self, pass: u64) -> bytes::Bytes {
@@ -194,11 +206,17 @@ async fn export_raw(
     client: &mut tonic::client::Grpc<tonic::transport::Channel>,
     body: bytes::Bytes,
 ) -> Result<ExportTraceServiceResponse, tonic::Status> {
-    client.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     );
-    client.unary(tonic::Request::new(body), path, RawCodec).await.map(|r| r.into_inner())
+    client
+        .unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
 }
 
 /// Sends bytes as they are; decodes the response with prost.
@@ -221,7 +239,11 @@ impl tonic::codec::Codec for RawCodec {
 impl tonic::codec::Encoder for RawCodec {
     type Item = bytes::Bytes;
     type Error = tonic::Status;
-    fn encode(&mut self, item: bytes::Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         bytes::BufMut::put(dst, item);
         Ok(())
     }
@@ -230,7 +252,12 @@ impl tonic::codec::Encoder for RawCodec {
 impl tonic::codec::Decoder for RawCodec {
     type Item = ExportTraceServiceResponse;
     type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        ExportTraceServiceResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
     }
 }

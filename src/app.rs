@@ -214,7 +214,9 @@ pub async fn start_with_feed(
             .name("faultline-sweeper".into())
             .spawn(move || {
                 pipeline::lower_thread_priority();
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = sweeper_stopped.recv_timeout(period) {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    sweeper_stopped.recv_timeout(period)
+                {
                     assembler.sweep(clock.now_ms());
                 }
             })

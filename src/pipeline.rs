@@ -99,16 +99,18 @@ impl TraceSink for AnalysisStage {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (nice 10 on Linux, where nice values
+/// Lowers the calling thread's scheduling priority (nice 5 on Linux, where nice values
 /// are per thread), so that on a busy core the receivers answering senders win over
-/// background work (analysis, sweeping) whose latency nobody waits on.
+/// background work (analysis, sweeping) whose latency nobody waits on. Mild on purpose:
+/// at nice 10 (a tenth of the CPU share) analysis fell behind a saturated receiver on one
+/// core and the service pushed back; at 5 it keeps about a quarter.
 pub fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid has no preconditions; setpriority only reads its arguments. A
     // failure leaves the priority unchanged, which is harmless.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 5);
     }
 }
 

@@ -228,8 +228,11 @@ impl Assembler {
     /// Analyses the oldest traces early until at most `target` spans are buffered or the
     /// analysis channel is full. Caller holds `hand_off`.
     fn evict_oldest(&self, tx: &mpsc::Sender<CompletedTrace>, target: usize, now_ms: u64) {
-        let mut oldest: Vec<(u64, TraceId)> =
-            self.traces.iter().map(|e| (e.value().age.first_seen_ms, *e.key())).collect();
+        let mut oldest: Vec<(u64, TraceId)> = self
+            .traces
+            .iter()
+            .map(|e| (e.value().age.first_seen_ms, *e.key()))
+            .collect();
         oldest.sort_unstable();
         for (_, trace_id) in oldest {
             if self.buffered_spans() <= target {
@@ -492,12 +495,16 @@ mod tests {
     fn the_sweeper_evicts_ahead_of_need_above_the_high_water_mark() {
         let (a, mut rx) = assembler(10, 100);
         for i in 0..10u8 {
-            a.insert(vec![(TraceId([i + 1; 16]), span(1))], u64::from(i)).unwrap();
+            a.insert(vec![(TraceId([i + 1; 16]), span(1))], u64::from(i))
+                .unwrap();
         }
         assert_eq!(a.sweep(20), 0, "nothing is idle yet");
         assert_eq!(a.buffered_spans(), 8, "down to 80% of the budget");
         let first = rx.try_recv().unwrap();
-        assert_eq!((first.trace_id, first.trigger), (TraceId([1; 16]), Trigger::Eviction));
+        assert_eq!(
+            (first.trace_id, first.trigger),
+            (TraceId([1; 16]), Trigger::Eviction)
+        );
     }
 
     #[test]

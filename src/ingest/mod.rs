@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod http;
 pub mod lite;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,6 +141,10 @@ pub struct Ingest {
     metrics: Metrics,
     clock: Clock,
     max_request_size: usize,
+    /// When a refusal was last logged (ms on `clock`, +1 so 0 means never): under
+    /// overload every request is refused, and one log line a second says enough; the
+    /// counters have every refusal.
+    last_refusal_log_ms: AtomicU64,
 }
 
 impl Ingest {
@@ -157,6 +162,7 @@ impl Ingest {
             metrics,
             clock,
             max_request_size,
+            last_refusal_log_ms: AtomicU64::new(0),
         }
     }
 
@@ -215,9 +221,27 @@ impl Ingest {
     /// Counts and logs a request refused whole.
     pub fn refused(&self, transport: Transport, err: &IngestError) {
         self.metrics.refuse_request(transport, err.reason());
+        let now = self.clock.now_ms() + 1;
+        let last = self.last_refusal_log_ms.load(Ordering::Relaxed);
+        if last != 0 && now < last + 1_000
+            || self
+                .last_refusal_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
         match err {
-            IngestError::Overloaded(_) => tracing::warn!(?transport, "pushing back: {err}"),
-            _ => tracing::info!(?transport, "refused export request: {err}"),
+            IngestError::Overloaded(_) => {
+                tracing::warn!(
+                    ?transport,
+                    "pushing back (logged at most once a second): {err}"
+                )
+            }
+            _ => tracing::info!(
+                ?transport,
+                "refused export request (logged at most once a second): {err}"
+            ),
         }
     }
 }
