@@ -50,8 +50,9 @@ pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward
 
 /// Every family on `/metrics` today and its OTel name: the documented mapping, pinned by
 /// a test that fails when a family is added without a decision here.
-pub const OTEL_NAMES: [(&str, &str); 19] = [
+pub const OTEL_NAMES: [(&str, &str); 20] = [
     ("faultline_errors_total", "faultline.errors"),
+    ("faultline_corrupt_spans_total", "faultline.corrupt_spans"),
     (
         "faultline_error_budget_share",
         "faultline.error_budget_share",
