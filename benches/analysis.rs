@@ -24,6 +24,7 @@ fn traces(spans_per_trace: usize, n_requests: usize) -> Vec<(TraceId, Vec<Buffer
         spans_per_trace,
         error_ratio: 0.1,
         seed: 7,
+        routes: 1,
     });
     let mut by_trace: HashMap<TraceId, Vec<BufferedSpan>> = HashMap::new();
     for _ in 0..n_requests {

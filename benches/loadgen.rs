@@ -48,6 +48,12 @@ struct Args {
     /// Share of traces failing with a 500 and an exception.
     #[arg(long, default_value_t = 0.1)]
     error_ratio: f64,
+    /// Distinct route templates (loads the per-route metric series).
+    #[arg(long, default_value_t = 1)]
+    routes: usize,
+    /// Distinct pre-encoded requests cycled through.
+    #[arg(long, default_value_t = 2_000)]
+    pool: usize,
     /// Warm-up excluded from the figures.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
@@ -59,12 +65,13 @@ async fn main() -> anyhow::Result<()> {
     let mut generator = Generator::new(SynthConfig {
         spans_per_request: args.spans_per_request,
         error_ratio: args.error_ratio,
+        routes: args.routes,
         ..Default::default()
     });
     // A pool of distinct requests, encoded once: the generator's own cost per request is a
     // memcpy and a few id patches, so it does not limit what a receiver is shown to take.
     let pool: Arc<Vec<Encoded>> = Arc::new(
-        (0..2_000)
+        (0..args.pool.max(1))
             .map(|_| Encoded::new(&generator.next_request()))
             .collect(),
     );

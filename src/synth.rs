@@ -18,6 +18,9 @@ pub struct SynthConfig {
     pub error_ratio: f64,
     /// Seed of the deterministic generator.
     pub seed: u64,
+    /// Distinct route templates the traces are spread over (default 1), to load the
+    /// per-route metric series.
+    pub routes: usize,
 }
 
 impl Default for SynthConfig {
@@ -27,6 +30,7 @@ impl Default for SynthConfig {
             spans_per_trace: 20,
             error_ratio: 0.1,
             seed: 1,
+            routes: 1,
         }
     }
 }
@@ -129,6 +133,10 @@ impl Generator {
         let start = self.clock_ns;
         self.clock_ns += 1_000_000;
         let total_ns = 50_000_000 + self.next() % 100_000_000;
+        let route = match self.cfg.routes {
+            0 | 1 => "/api/orders/{order_id}".to_string(),
+            r => format!("/api/r{}/{{order_id}}", self.next() % r as u64),
+        };
         let mut ids: Vec<[u8; 8]> = Vec::with_capacity(n);
         for k in 0..n {
             let span_id = (self.next() | 1).to_be_bytes();
@@ -165,7 +173,7 @@ impl Generator {
             };
             let mut attributes = vec![
                 s("http.request.method", "GET"),
-                s("http.route", "/api/orders/{order_id}"),
+                s("http.route", route.clone()),
                 s("url.path", format!("/api/orders/{}", self.next() % 100_000)),
                 s("url.scheme", "http"),
                 s(
