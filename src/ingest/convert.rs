@@ -1,6 +1,6 @@
 //! Protobuf ↔ internal forms, in one place: lite OTLP requests into buffered spans
 //! (validated, each span stored as the bytes it was sent as) and buffered spans back into
-//! the plain [`model`](crate::model) the analysis reads.
+//! the plain [`crate::model`] the analysis reads.
 //!
 //! Ingest reads, of each span, only its ids and kind ([`LiteSpanHead`]), and the
 //! attributes of SERVER spans (for the entry rule); the rest of a span is copied

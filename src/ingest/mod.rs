@@ -1,7 +1,7 @@
 //! The OTLP boundary: the gRPC and HTTP receivers, protobuf conversion, and the one
 //! mapping from ingest errors to wire statuses.
 //!
-//! Both transports decode into a [`LiteExportRequest`](lite::LiteExportRequest) and call
+//! Both transports decode into a [`lite::LiteExportRequest`] and call
 //! [`Ingest::export`]: one handler path, so both answer alike (OTLP specification,
 //! "OTLP/gRPC" and "OTLP/HTTP" response sections). Protobuf bodies (gRPC and HTTP) are
 //! decoded zero-copy: each span is sliced out of the request buffer and stored as a copy

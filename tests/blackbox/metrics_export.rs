@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -117,18 +116,7 @@ fn send_failing(f: &Faultline, routes: &[&str]) -> Vec<String> {
             req
         })
         .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut c = TraceServiceClient::connect(f.grpc_endpoint())
-                .await
-                .unwrap();
-            for req in requests {
-                c.export(req).await.unwrap();
-            }
-        });
+    f.export_grpc(requests);
     let made = f.wait_metric("faultline_verdicts_total", routes.len() as f64, WAIT);
     assert_eq!(made, routes.len() as f64, "verdicts made");
     ids

@@ -18,7 +18,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
@@ -237,18 +236,7 @@ fn send_failing(f: &Faultline, n: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
             (entry.trace_id.clone(), entry.span_id.clone())
         })
         .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut c = TraceServiceClient::connect(f.grpc_endpoint())
-                .await
-                .unwrap();
-            for req in requests {
-                c.export(req).await.unwrap();
-            }
-        });
+    f.export_grpc(requests);
     ids
 }
 

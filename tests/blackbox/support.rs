@@ -84,6 +84,26 @@ impl Faultline {
         reqwest::blocking::get(format!("http://{}{path}", self.api)).expect("GET")
     }
 
+    /// Sends OTLP/gRPC Export requests one after the other; each must be accepted.
+    pub fn export_grpc(
+        &self,
+        requests: Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut c = TraceServiceClient::connect(self.grpc_endpoint())
+                .await
+                .expect("connect");
+            for req in requests {
+                c.export(req).await.expect("export accepted");
+            }
+        });
+    }
+
     /// The `/metrics` page.
     pub fn metrics(&self) -> String {
         self.get("/metrics").text().expect("metrics body")
