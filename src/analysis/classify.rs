@@ -158,7 +158,9 @@ impl DependencyFailure {
     }
 }
 
-const POOL_OR_LOCK_MARKERS: [&str; 9] = [
+const POOL_OR_LOCK_MARKERS: [&str; 11] = [
+    "database is locked",
+    "deadlock detected",
     "queuepool limit",
     "connection is not available",
     "locknotavailable",
@@ -227,6 +229,7 @@ pub fn dependency_failure(exception_type: &str, message: &str) -> Option<Depende
         "deadline exceeded",
         "read timeout",
         "connect timeout",
+        "statement timeout",
     ]
     .iter()
     .any(|m| msg.contains(m));
@@ -240,6 +243,74 @@ pub fn grpc_dependency_failure(span: &Span) -> Option<DependencyFailure> {
         Some(14) => Some(DependencyFailure::Connection),
         _ => None,
     }
+}
+
+/// Exception types of database drivers and ORMs for a query the database refused as
+/// wrong (bad SQL, unknown table or column, bad data, a violated constraint).
+const REJECTED_QUERY_TYPES: [&str; 13] = [
+    "programmingerror",
+    "integrityerror",
+    "dataerror",
+    "undefinedcolumn",
+    "undefinedtable",
+    "undefinedfunction",
+    "uniqueviolation",
+    "foreignkeyviolation",
+    "notnullviolation",
+    "checkviolation",
+    "invalidtextrepresentation",
+    "sqlsyntaxerrorexception",
+    "sqlintegrityconstraintviolationexception",
+];
+
+/// Messages of the same, across PostgreSQL, MySQL and SQLite drivers.
+const REJECTED_QUERY_MESSAGES: [&str; 12] = [
+    "syntax error",
+    "no such table",
+    "no such column",
+    "does not exist",
+    "violates",
+    "duplicate key",
+    "unique constraint failed",
+    "not null constraint failed",
+    "unknown column",
+    "doesn't exist",
+    "er_parse_error",
+    "er_dup_entry",
+];
+
+/// Why a failing database span is the database refusing a wrong query rather than the
+/// database failing, or `None`. Like an HTTP 4xx, the call was answered: the request the
+/// handler built is what is wrong (a code or data defect), and the same request shape
+/// fails the same way. SQLSTATE classes 22 (data), 23 (integrity) and 42 (syntax or
+/// access rule) in `db.response.status_code` count too. Timeouts, connection, pool and
+/// lock failures never do.
+pub fn rejected_query(span: &Span, exception_type: &str, message: &str) -> Option<String> {
+    let a = &span.attributes;
+    if a.get("db.system").is_none() && a.get("db.system.name").is_none() {
+        return None;
+    }
+    if dependency_failure(exception_type, message).is_some() {
+        return None;
+    }
+    if let Some(state) = a.get("db.response.status_code").map(|v| v.to_display()) {
+        if ["22", "23", "42"].iter().any(|c| state.starts_with(c)) && state.len() == 5 {
+            return Some(format!("SQLSTATE {state}"));
+        }
+    }
+    let ty = exception_type.to_ascii_lowercase();
+    let msg = message.to_ascii_lowercase();
+    if REJECTED_QUERY_TYPES.iter().any(|t| ty.contains(t))
+        || REJECTED_QUERY_MESSAGES.iter().any(|m| msg.contains(m))
+    {
+        let shown = if exception_type.is_empty() {
+            "the error"
+        } else {
+            exception_type
+        };
+        return Some(shown.to_string());
+    }
+    None
 }
 
 /// The facts about the origin that the score is made from.

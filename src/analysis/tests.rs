@@ -1003,3 +1003,97 @@ fn a_dependency_failure_is_fingerprinted_by_the_handler_stack_that_made_the_call
     let fp = v.fingerprint.as_deref().unwrap_or_default();
     assert!(fp.contains("reserve_order"), "{fp}");
 }
+
+#[test]
+fn a_query_the_database_rejects_is_a_handler_defect_not_a_dependency_failure() {
+    let t = trace(vec![
+        sp(1, None, "orders", SERVER, "GET /orders/<id>", 0, 100)
+            .http(500)
+            .error()
+            .exception(
+                "sqlalchemy.exc.ProgrammingError",
+                "(psycopg2.errors.UndefinedColumn) column orders.discount_code does not exist",
+                "Traceback (most recent call last):\n  File \"/srv/app/orders/views.py\", line 30, in get_order\n    row = session.execute(q).one()\nsqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedColumn) column orders.discount_code does not exist\n",
+            ),
+        sp(2, Some(1), "orders", CLIENT, "SELECT orders", 10, 20)
+            .attr("db.system", "postgresql")
+            .attr("db.response.status_code", "42703")
+            .error()
+            .exception(
+                "psycopg2.errors.UndefinedColumn",
+                "column orders.discount_code does not exist",
+                "",
+            ),
+    ]);
+    let v = one(&t);
+    assert_eq!(
+        v.classification,
+        Classification::DeterministicHandlerDefect,
+        "{:#?}",
+        v.evidence
+    );
+    assert_eq!(
+        v.origin.as_ref().map(|o| o.name.as_str()),
+        Some("SELECT orders")
+    );
+    assert!(has(&v, "rejecting the query"), "{:#?}", v.evidence);
+    assert!(v
+        .fingerprint
+        .as_deref()
+        .unwrap_or_default()
+        .contains("get_order"));
+}
+
+#[test]
+fn a_database_that_times_out_or_deadlocks_is_still_a_dependency_failure() {
+    for (ty, msg) in [
+        (
+            "sqlalchemy.exc.OperationalError",
+            "(psycopg2.errors.QueryCanceled) canceling statement due to statement timeout",
+        ),
+        (
+            "psycopg2.errors.LockNotAvailable",
+            "could not obtain lock on row in relation \"orders\"",
+        ),
+        ("sqlite3.OperationalError", "database is locked"),
+    ] {
+        let t = trace(vec![
+            sp(1, None, "orders", SERVER, "GET /orders/<id>", 0, 100)
+                .http(500)
+                .error(),
+            sp(2, Some(1), "orders", CLIENT, "SELECT orders", 10, 90)
+                .attr("db.system", "postgresql")
+                .error()
+                .exception(ty, msg, ""),
+        ]);
+        let v = one(&t);
+        assert_eq!(
+            v.classification,
+            Classification::LateDependencyFailure,
+            "{ty}: {:#?}",
+            v.evidence
+        );
+        assert!(
+            v.confidence >= 0.75,
+            "{ty}: a recognised timeout or lock failure: {}",
+            v.confidence
+        );
+    }
+}
+
+#[test]
+fn sqlite_no_such_table_is_a_rejected_query() {
+    let t = trace(vec![
+        sp(1, None, "orders", SERVER, "GET /orders/<id>", 0, 100)
+            .http(500)
+            .error(),
+        sp(2, Some(1), "orders", CLIENT, "SELECT orders.sqlite", 10, 12)
+            .attr("db.system", "sqlite")
+            .error()
+            .exception("sqlite3.OperationalError", "no such table: orderz", ""),
+    ]);
+    assert_eq!(
+        one(&t).classification,
+        Classification::DeterministicHandlerDefect
+    );
+}

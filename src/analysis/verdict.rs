@@ -12,7 +12,7 @@ use crate::model::Span;
 
 use super::classify::{
     call_reason, dependency_failure, exception_event, exception_parts, grpc_dependency_failure,
-    is_failing, score, Classification, ScoreInputs,
+    is_failing, rejected_query, score, Classification, ScoreInputs,
 };
 use super::cohort::{cohort, Cohort};
 use super::critical_path::{choose_blame, critical_path, CLOCK_TOLERANCE_NANOS};
@@ -468,12 +468,16 @@ pub fn assemble(
                     es.service_name()
                 ));
             }
-            let exc_parts = exception.as_ref().map(|e| {
-                (
-                    e.exception_type.as_str(),
-                    e.message.as_str(),
-                    e.stacktrace.as_str(),
-                )
+            // The origin's own exception says how it failed; the fingerprinted one (which
+            // may sit higher, with the handler's stack) stands in when it recorded none.
+            let exc_parts = exception_event(os).map(exception_parts).or_else(|| {
+                exception.as_ref().map(|e| {
+                    (
+                        e.exception_type.as_str(),
+                        e.message.as_str(),
+                        e.stacktrace.as_str(),
+                    )
+                })
             });
             let typed = exc_parts
                 .and_then(|(t, m, _)| dependency_failure(t, m))
@@ -485,6 +489,10 @@ pub fn assemble(
                 && o != entry
                 && os.kind == crate::model::SpanKind::Server
                 && exception_event(os).is_none();
+            let rejected = exc_parts
+                .and_then(|(t, m, _)| rejected_query(os, t, m))
+                .or_else(|| rejected_query(os, "", &os.status_message));
+            let call = if rejected.is_some() { None } else { call };
             inputs.dependency_failed = typed.is_some() || call.is_some() || unexplained_downstream;
             inputs.typed_failure = typed.is_some() || answered_5xx.is_some();
             inputs.unexplained_downstream = unexplained_downstream;
@@ -496,7 +504,13 @@ pub fn assemble(
                 (None, Some(c)) => format!("an HTTP {c} answer"),
                 (None, None) => "an error".to_string(),
             };
-            if let Some(reason) = call {
+            if let Some(why) = &rejected {
+                evidence.push(format!(
+                    "{} is a database call that the database answered by rejecting the query ({why}): the query or data the handler built is wrong, which is a defect in {}'s own code or data path, not a database failure.",
+                    label(os),
+                    os.service_name()
+                ));
+            } else if let Some(reason) = call {
                 evidence.push(format!(
                     "{} is {reason} and it failed with {what}{}; {} answered a generic {} instead of translating it to 502/503/504.",
                     label(os),
