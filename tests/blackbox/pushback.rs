@@ -134,7 +134,16 @@ async fn a_blocked_analysis_stage_makes_both_receivers_push_back_retryably() {
     for _ in 0..100 {
         let _ = release.send(());
     }
-    let retried = grpc.export(trace(201, 10)).await;
+    // As an exporter honouring RetryInfo would: retry until the analysis stage has drained
+    // enough of the hand-off for eviction to make room again.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let retried = loop {
+        let r = grpc.export(trace(201, 10)).await;
+        if r.is_ok() || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(retried.is_ok(), "{retried:?}");
     let ready = http
         .get(format!("http://{}/readyz", service.http_addr))
