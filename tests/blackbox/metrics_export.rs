@@ -159,14 +159,14 @@ fn ensure_prometheus() {
     }
 }
 
-fn promtool_check(text: &str) -> std::process::Output {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+/// Runs `cmd` with `text` on its standard input and returns what it printed.
+fn run_with_stdin(cmd: &mut Command, text: &str) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool");
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     child
         .stdin
         .take()
@@ -176,23 +176,14 @@ fn promtool_check(text: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+fn promtool_check(text: &str) -> std::process::Output {
+    run_with_stdin(Command::new("promtool").args(["check", "metrics"]), text)
+}
+
 fn strict_openmetrics_parse(text: &str) -> Value {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/blackbox/py/parse_openmetrics.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(Command::new(python()).arg(script), text);
     assert!(
         out.status.success(),
         "the strict OpenMetrics parser refused the page: {}\n{text}",
