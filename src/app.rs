@@ -23,7 +23,8 @@ use crate::api::feed::VerdictFeed;
 use crate::api::grpc::VerdictGrpcService;
 use crate::api::{self, ApiState};
 use crate::assembly::{Assembler, Completion};
-use crate::config::Config;
+use crate::config::{Config, ForwardMode};
+use crate::forward::{Forwarder, ForwarderTasks};
 use crate::ingest::convert::EntryRule;
 use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
@@ -51,6 +52,9 @@ pub struct Service {
     stage: std::thread::JoinHandle<()>,
     /// The OTLP metrics push: its stop signal (which triggers the final push) and task.
     otlp_push: Option<(CancellationToken, JoinHandle<()>)>,
+    /// The forwarder and its senders, flushed after analysis.
+    forward: Option<Arc<Forwarder>>,
+    forward_tasks: Option<ForwarderTasks>,
     metrics: Metrics,
     clock: Clock,
     shutdown_timeout: Duration,
@@ -67,6 +71,9 @@ pub struct ShutdownSummary {
     pub spans_analyzed: u64,
     /// Spans still buffered at exit (0 unless the deadline passed).
     pub spans_left: usize,
+    /// Spans the forwarder had not delivered at exit (0 unless the deadline passed; kept
+    /// on disk with `--forward-queue-dir`).
+    pub forward_spans_left: usize,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -80,6 +87,9 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// # Errors
 /// A listener cannot be bound, or the analysis thread cannot start.
 pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
+    let mut metrics = metrics;
+    metrics.forwarding = config.forward.is_some();
+    let forwarder = start_forwarder(config, &metrics)?;
     let store = Arc::new(VerdictStore::new(config.verdict_retention));
     metrics
         .verdict_metrics
@@ -88,7 +98,27 @@ pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone())
         .observe(Arc::new(metrics.verdict_metrics.clone()))
         .observe(Arc::clone(&feed) as Arc<dyn pipeline::VerdictObserver>);
-    start_with_feed(config, metrics, store, feed, Box::new(stage)).await
+    let stage = match &forwarder {
+        Some((f, _)) if f.mode() == ForwardMode::Annotate => stage.forward_to(Arc::clone(f)),
+        _ => stage,
+    };
+    start_with_forwarder(config, metrics, store, feed, Box::new(stage), forwarder).await
+}
+
+/// Starts the forwarder when `--forward-endpoint` is set, recovering the on-disk queue.
+fn start_forwarder(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<(Arc<Forwarder>, ForwarderTasks)>> {
+    let Some(cfg) = &config.forward else {
+        return Ok(None);
+    };
+    let journal = match &cfg.queue_dir {
+        None => None,
+        Some(dir) => Some(crate::forward::journal::open(dir)?),
+    };
+    let started = Forwarder::start(cfg, metrics.clone(), journal)?;
+    Ok(Some(started))
 }
 
 /// Like [`start`], with another analysis stage (tests hold or observe the hand-off).
@@ -119,6 +149,21 @@ pub async fn start_with_feed(
     feed: Arc<VerdictFeed>,
     sink: Box<dyn TraceSink>,
 ) -> anyhow::Result<Service> {
+    start_with_forwarder(config, metrics, store, feed, sink, None).await
+}
+
+async fn start_with_forwarder(
+    config: &Config,
+    metrics: Metrics,
+    store: Arc<VerdictStore>,
+    feed: Arc<VerdictFeed>,
+    sink: Box<dyn TraceSink>,
+    forwarder: Option<(Arc<Forwarder>, ForwarderTasks)>,
+) -> anyhow::Result<Service> {
+    let (forward, forward_tasks) = match forwarder {
+        Some((f, t)) => (Some(f), Some(t)),
+        None => (None, None),
+    };
     let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
     let otlp_http_listener = bind(config.otlp_http_listen, "OTLP/HTTP").await?;
     let api_listener = bind(config.http_listen, "the HTTP API").await?;
@@ -151,7 +196,8 @@ pub async fn start_with_feed(
         metrics.clone(),
         clock,
         config.ingest.max_request_size,
-    ));
+    )
+    .with_forwarder(forward.clone()));
 
     let receivers_stop = CancellationToken::new();
     let grpc = {
@@ -249,6 +295,8 @@ pub async fn start_with_feed(
         assembler,
         stage,
         otlp_push,
+        forward,
+        forward_tasks,
         metrics,
         clock,
         shutdown_timeout: config.shutdown_timeout,
@@ -288,6 +336,15 @@ impl Service {
         let joined =
             tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || stage.join()))
                 .await;
+        if let Some(f) = &self.forward {
+            // In annotate mode the stage may be waiting for room in the forward queue:
+            // closing it ends that wait (what is left is counted, or kept on disk).
+            f.queue().close();
+        }
+        let forward_left = match self.forward_tasks {
+            Some(tasks) => tasks.shutdown(deadline).await.spans_left,
+            None => 0,
+        };
         if let Some((stop, task)) = self.otlp_push {
             stop.cancel();
             let abort = task.abort_handle();
@@ -305,6 +362,7 @@ impl Service {
             traces_analyzed: self.metrics.traces_analyzed.get(),
             spans_analyzed: self.metrics.spans_analyzed.get(),
             spans_left: self.assembler.buffered_spans(),
+            forward_spans_left: forward_left,
         };
         if flushed.is_err() || joined.is_err() {
             anyhow::bail!("shutdown deadline passed with analysis unfinished: {summary:?}");
@@ -330,11 +388,12 @@ pub async fn run(
     );
     let summary = service.stop().await?;
     tracing::info!(
-        "shutdown complete: traces_flushed={} traces_analyzed={} spans_analyzed={} spans_left={}",
+        "shutdown complete: traces_flushed={} traces_analyzed={} spans_analyzed={} spans_left={} forward_spans_left={}",
         summary.traces_flushed,
         summary.traces_analyzed,
         summary.spans_analyzed,
-        summary.spans_left
+        summary.spans_left,
+        summary.forward_spans_left
     );
     Ok(summary)
 }

@@ -171,6 +171,74 @@ pub struct ServeArgs {
     /// [default: 60s].
     #[arg(long, env = "FAULTLINE_OTLP_METRICS_INTERVAL", value_name = "DURATION")]
     pub otlp_metrics_interval: Option<String>,
+
+    /// Forward every accepted span onward over OTLP to this endpoint, e.g.
+    /// http://tempo:4317 (gRPC) or https://backend:4318 (HTTP; `/v1/traces` is appended
+    /// when the URL has no path) [default: no forwarding].
+    #[arg(long, env = "FAULTLINE_FORWARD_ENDPOINT", value_name = "URL")]
+    pub forward_endpoint: Option<String>,
+
+    /// Forwarding protocol: grpc or http (OTLP/HTTP protobuf) [default: grpc].
+    #[arg(long, env = "FAULTLINE_FORWARD_PROTOCOL", value_name = "PROTOCOL")]
+    pub forward_protocol: Option<String>,
+
+    /// passthrough: forward spans as they arrive; annotate: hold each trace until its
+    /// verdict and add `faultline.*` attributes to its entry and blame spans
+    /// [default: passthrough].
+    #[arg(long, env = "FAULTLINE_FORWARD_MODE", value_name = "MODE")]
+    pub forward_mode: Option<String>,
+
+    /// Header sent with every forwarded request, as KEY=VALUE (e.g.
+    /// `authorization=Bearer abc`); repeat or comma-separate for several.
+    #[arg(
+        long,
+        env = "FAULTLINE_FORWARD_HEADER",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub forward_header: Vec<String>,
+
+    /// Compression of forwarded requests: none or gzip [default: none].
+    #[arg(long, env = "FAULTLINE_FORWARD_COMPRESSION", value_name = "CODEC")]
+    pub forward_compression: Option<String>,
+
+    /// PEM file of the CA(s) that sign the forward endpoint's certificate (https://
+    /// endpoints; the system's web PKI roots when unset).
+    #[arg(long, env = "FAULTLINE_FORWARD_TLS_CA_FILE", value_name = "FILE")]
+    pub forward_tls_ca_file: Option<String>,
+
+    /// PEM client certificate for mutual TLS with the forward endpoint (with
+    /// --forward-tls-key-file).
+    #[arg(long, env = "FAULTLINE_FORWARD_TLS_CERT_FILE", value_name = "FILE")]
+    pub forward_tls_cert_file: Option<String>,
+
+    /// PEM private key of --forward-tls-cert-file.
+    #[arg(long, env = "FAULTLINE_FORWARD_TLS_KEY_FILE", value_name = "FILE")]
+    pub forward_tls_key_file: Option<String>,
+
+    /// Most spans waiting to be forwarded (queued or in flight); when full, senders are
+    /// asked to retry [default: 100000].
+    #[arg(long, env = "FAULTLINE_FORWARD_QUEUE_SIZE", value_name = "N")]
+    pub forward_queue_size: Option<String>,
+
+    /// Keep the forward queue in this directory as well, so spans accepted but not yet
+    /// delivered survive a restart or a crash [default: memory only].
+    #[arg(long, env = "FAULTLINE_FORWARD_QUEUE_DIR", value_name = "DIR")]
+    pub forward_queue_dir: Option<String>,
+
+    /// Time allowed for one forward request [default: 5s].
+    #[arg(long, env = "FAULTLINE_FORWARD_TIMEOUT", value_name = "DURATION")]
+    pub forward_timeout: Option<String>,
+
+    /// A batch the downstream keeps refusing retryably is dropped (counted) after this
+    /// long [default: 5m].
+    #[arg(long, env = "FAULTLINE_FORWARD_MAX_ELAPSED", value_name = "DURATION")]
+    pub forward_max_elapsed: Option<String>,
+
+    /// Forward requests in flight at once [default: 4].
+    #[arg(long, env = "FAULTLINE_FORWARD_CONCURRENCY", value_name = "N")]
+    pub forward_concurrency: Option<String>,
 }
 
 /// The validated configuration of the service.
@@ -198,6 +266,8 @@ pub struct Config {
     pub watch_buffer: usize,
     /// The verdict metrics on /metrics.
     pub metrics: MetricsConfig,
+    /// The forwarder, when `--forward-endpoint` is set.
+    pub forward: Option<ForwardConfig>,
 }
 
 /// The verdict metrics (DESIGN §5).
@@ -229,6 +299,61 @@ pub struct OtlpMetricsConfig {
     pub protocol: OtlpMetricsProtocol,
     /// Time between pushes.
     pub interval: Duration,
+}
+
+/// Wire protocol of the forwarder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardProtocol {
+    /// OTLP/gRPC `TraceService/Export`.
+    Grpc,
+    /// OTLP/HTTP `POST /v1/traces`, `application/x-protobuf`.
+    Http,
+}
+
+/// When spans are forwarded (DESIGN §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// As soon as they are accepted.
+    Passthrough,
+    /// When their trace has been analysed, with `faultline.*` attributes on the entry and
+    /// blame spans of failing requests; late spans as they come.
+    Annotate,
+}
+
+/// TLS towards the forward endpoint (files are read when the forwarder starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardTls {
+    /// CA bundle that signs the endpoint's certificate (web PKI roots when `None`).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// The forwarder (DESIGN §6, issue "collector pipeline stage").
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// gRPC: the endpoint's origin; HTTP: the full URL (`/v1/traces` appended to a bare one).
+    pub endpoint: http::Uri,
+    /// gRPC or HTTP.
+    pub protocol: ForwardProtocol,
+    /// Passthrough or annotate.
+    pub mode: ForwardMode,
+    /// Headers (gRPC metadata) on every request.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Gzip the requests.
+    pub gzip: bool,
+    /// TLS settings (used for `https://` endpoints).
+    pub tls: ForwardTls,
+    /// Spans queued or in flight before senders are pushed back.
+    pub queue_size: usize,
+    /// The on-disk queue's directory.
+    pub queue_dir: Option<PathBuf>,
+    /// Deadline of one request.
+    pub timeout: Duration,
+    /// Give up on a batch after retrying this long.
+    pub max_elapsed: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
 }
 
 /// Limits of the OTLP receivers.
@@ -292,6 +417,23 @@ impl ServeArgs {
             otlp_metrics_endpoint: self.otlp_metrics_endpoint.or(lower.otlp_metrics_endpoint),
             otlp_metrics_protocol: self.otlp_metrics_protocol.or(lower.otlp_metrics_protocol),
             otlp_metrics_interval: self.otlp_metrics_interval.or(lower.otlp_metrics_interval),
+            forward_endpoint: self.forward_endpoint.or(lower.forward_endpoint),
+            forward_protocol: self.forward_protocol.or(lower.forward_protocol),
+            forward_mode: self.forward_mode.or(lower.forward_mode),
+            forward_header: if self.forward_header.is_empty() {
+                lower.forward_header
+            } else {
+                self.forward_header
+            },
+            forward_compression: self.forward_compression.or(lower.forward_compression),
+            forward_tls_ca_file: self.forward_tls_ca_file.or(lower.forward_tls_ca_file),
+            forward_tls_cert_file: self.forward_tls_cert_file.or(lower.forward_tls_cert_file),
+            forward_tls_key_file: self.forward_tls_key_file.or(lower.forward_tls_key_file),
+            forward_queue_size: self.forward_queue_size.or(lower.forward_queue_size),
+            forward_queue_dir: self.forward_queue_dir.or(lower.forward_queue_dir),
+            forward_timeout: self.forward_timeout.or(lower.forward_timeout),
+            forward_max_elapsed: self.forward_max_elapsed.or(lower.forward_max_elapsed),
+            forward_concurrency: self.forward_concurrency.or(lower.forward_concurrency),
         }
     }
 }
@@ -327,7 +469,7 @@ fn parse_file(text: &str) -> Result<ServeArgs, String> {
     for (key, v) in table.iter_mut() {
         stringify(v);
         // List options also take one comma-separated string, as on the command line.
-        if let ("error-status" | "tenant-attribute", toml::Value::String(s)) = (key.as_str(), &*v) {
+        if let ("error-status" | "tenant-attribute" | "forward-header", toml::Value::String(s)) = (key.as_str(), &*v) {
             *v = toml::Value::Array(
                 s.split(',')
                     .map(|p| toml::Value::String(p.trim().to_string()))
@@ -471,6 +613,163 @@ fn otlp_endpoint(raw: &str, protocol: OtlpMetricsProtocol) -> Result<http::Uri, 
     }
 }
 
+/// Resolves the `forward-*` options; `None` without `--forward-endpoint`. The other
+/// options are checked even then, so a typo does not wait for the day forwarding is on.
+fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
+    let protocol = match a.forward_protocol.as_deref().map(str::trim) {
+        None | Some("grpc") => ForwardProtocol::Grpc,
+        Some("http" | "http/protobuf") => ForwardProtocol::Http,
+        Some(other) => {
+            return Err(invalid(
+                "forward-protocol",
+                other,
+                "expected grpc or http",
+            ))
+        }
+    };
+    let mode = match a.forward_mode.as_deref().map(str::trim) {
+        None | Some("passthrough") => ForwardMode::Passthrough,
+        Some("annotate") => ForwardMode::Annotate,
+        Some(other) => {
+            return Err(invalid(
+                "forward-mode",
+                other,
+                "expected passthrough or annotate",
+            ))
+        }
+    };
+    let gzip = match a.forward_compression.as_deref().map(str::trim) {
+        None | Some("none") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(invalid(
+                "forward-compression",
+                other,
+                "expected none or gzip",
+            ))
+        }
+    };
+    let mut headers = Vec::new();
+    for raw in &a.forward_header {
+        let Some((k, v)) = raw.split_once('=') else {
+            return Err(invalid("forward-header", raw, "expected KEY=VALUE"));
+        };
+        let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|e| invalid("forward-header", raw, e))?;
+        let value =
+            http::HeaderValue::from_str(v.trim()).map_err(|e| invalid("forward-header", raw, e))?;
+        headers.push((name, value));
+    }
+    let path = |raw: &Option<String>| raw.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from);
+    let client_identity = match (path(&a.forward_tls_cert_file), path(&a.forward_tls_key_file)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(c), None) => {
+            return Err(invalid(
+                "forward-tls-key-file",
+                "",
+                format!("--forward-tls-cert-file {} needs its key", c.display()),
+            ))
+        }
+        (None, Some(k)) => {
+            return Err(invalid(
+                "forward-tls-cert-file",
+                "",
+                format!("--forward-tls-key-file {} needs its certificate", k.display()),
+            ))
+        }
+    };
+    let tls = ForwardTls {
+        ca_file: path(&a.forward_tls_ca_file),
+        client_identity,
+    };
+    let queue_size = count("forward-queue-size", a.forward_queue_size.clone(), 100_000)?;
+    let timeout = duration("forward-timeout", a.forward_timeout.clone(), "5s")?;
+    let max_elapsed = duration("forward-max-elapsed", a.forward_max_elapsed.clone(), "5m")?;
+    let concurrency = count("forward-concurrency", a.forward_concurrency.clone(), 4)?;
+    if concurrency > 256 {
+        return Err(invalid(
+            "forward-concurrency",
+            &concurrency.to_string(),
+            "at most 256",
+        ));
+    }
+    let Some(raw) = a.forward_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    let endpoint = forward_endpoint(raw, protocol, &tls)?;
+    Ok(Some(ForwardConfig {
+        endpoint,
+        protocol,
+        mode,
+        headers,
+        gzip,
+        tls,
+        queue_size,
+        queue_dir: path(&a.forward_queue_dir),
+        timeout,
+        max_elapsed,
+        concurrency,
+    }))
+}
+
+/// Parses the forward URL: `http://` or `https://`, a host, no query; for HTTP a bare URL
+/// gets `/v1/traces` (OTLP exporter specification), for gRPC there must be no path.
+fn forward_endpoint(
+    raw: &str,
+    protocol: ForwardProtocol,
+    tls: &ForwardTls,
+) -> Result<http::Uri, ConfigError> {
+    const OPTION: &str = "forward-endpoint";
+    let uri: http::Uri = raw.parse().map_err(|e| {
+        invalid(
+            OPTION,
+            raw,
+            format!("{e}; expected a URL like http://collector:4317"),
+        )
+    })?;
+    match uri.scheme_str() {
+        Some("http") => {
+            if tls.ca_file.is_some() || tls.client_identity.is_some() {
+                return Err(invalid(
+                    OPTION,
+                    raw,
+                    "TLS files are set but the URL is http://; use https://",
+                ));
+            }
+        }
+        Some("https") => {}
+        _ => {
+            return Err(invalid(
+                OPTION,
+                raw,
+                "expected a URL starting with http:// or https://",
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(OPTION, raw, "the URL has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid(OPTION, raw, "the URL must not have a query"));
+    }
+    let bare = matches!(uri.path(), "" | "/");
+    match protocol {
+        ForwardProtocol::Grpc if !bare => Err(invalid(
+            OPTION,
+            raw,
+            "a gRPC endpoint has no path (the service path is fixed by OTLP)",
+        )),
+        ForwardProtocol::Grpc => Ok(uri),
+        ForwardProtocol::Http if bare => {
+            let mut parts = uri.into_parts();
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/v1/traces"));
+            http::Uri::from_parts(parts).map_err(|e| invalid(OPTION, raw, e))
+        }
+        ForwardProtocol::Http => Ok(uri),
+    }
+}
+
 /// Largest `--watch-buffer`: `tokio::sync::broadcast` allocates every slot at start-up.
 const MAX_WATCH_BUFFER: usize = 1 << 20;
 
@@ -490,6 +789,7 @@ fn count(option: &'static str, raw: Option<String>, default: usize) -> Result<us
 /// # Errors
 /// The first invalid option, named.
 pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
+    let forward = forward(&a)?;
     let trace_idle = duration("trace-idle", a.trace_idle, "10s")?;
     let trace_max_age = duration("trace-max-age", a.trace_max_age, "60s")?;
     if trace_max_age < trace_idle {
@@ -578,6 +878,7 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             max_series: count("max-series", a.max_series, 1000)?,
             otlp,
         },
+        forward,
     })
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::analysis::{analyze_trace, AnalysisConfig, Verdict};
 use crate::assembly::CompletedTrace;
+use crate::forward::Forwarder;
 use crate::ingest::convert;
 use crate::store::VerdictStore;
 use crate::telemetry::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct AnalysisStage {
     store: Arc<VerdictStore>,
     metrics: Metrics,
     observers: Vec<Arc<dyn VerdictObserver>>,
+    /// The forwarder in annotate mode: each analysed trace is queued with its verdicts.
+    forward: Option<Arc<Forwarder>>,
 }
 
 impl AnalysisStage {
@@ -43,7 +46,14 @@ impl AnalysisStage {
             store,
             metrics,
             observers: Vec::new(),
+            forward: None,
         }
+    }
+
+    /// Queues every analysed trace to `forwarder`, annotated (annotate mode).
+    pub fn forward_to(mut self, forwarder: Arc<Forwarder>) -> Self {
+        self.forward = Some(forwarder);
+        self
     }
 
     /// Adds an observer told of every stored verdict, in the order they are made.
@@ -62,10 +72,20 @@ fn now_unix_nano() -> u64 {
 
 impl TraceSink for AnalysisStage {
     fn handle(&mut self, trace: CompletedTrace) {
+        let verdicts = self.analyse(&trace);
+        if let Some(f) = &self.forward {
+            f.forward_trace(&trace, &verdicts);
+        }
+    }
+}
+
+impl AnalysisStage {
+    /// Analyses one trace; returns its stored verdicts (none for a healthy trace).
+    fn analyse(&mut self, trace: &CompletedTrace) -> Vec<Arc<Verdict>> {
         self.metrics.traces_analyzed.inc();
         self.metrics.spans_analyzed.inc_by(trace.spans.len() as u64);
         if !trace.has_entry_candidate {
-            return;
+            return Vec::new();
         }
         let materialized = convert::materialize(trace.trace_id, &trace.spans);
         if let Some(first) = materialized.corrupt.first() {
@@ -82,10 +102,11 @@ impl TraceSink for AnalysisStage {
         let model = materialized.trace;
         let verdicts = analyze_trace(&model, &self.cfg, now_unix_nano());
         if verdicts.is_empty() {
-            return;
+            return Vec::new();
         }
         self.metrics.verdicts.inc_by(verdicts.len() as u64);
-        for v in self.store.record(verdicts) {
+        let stored = self.store.record(verdicts);
+        for v in &stored {
             for o in &self.observers {
                 o.on_verdict(&v);
             }
@@ -96,6 +117,7 @@ impl TraceSink for AnalysisStage {
                 "verdict"
             );
         }
+        stored
     }
 }
 

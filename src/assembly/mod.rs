@@ -72,12 +72,14 @@ struct TraceBuf {
 }
 
 /// The outcome of inserting one request's spans.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct InsertOutcome {
     /// Spans buffered.
     pub buffered: usize,
     /// Spans of traces already analysed (counted, not re-analysed).
     pub late: usize,
+    /// Those late spans, handed back for forwarding (DESIGN §2: late spans are forwarded).
+    pub late_spans: Vec<(TraceId, BufferedSpan)>,
 }
 
 /// The buffer is full and nothing could be evicted (the analysis stage is not keeping up):
@@ -163,21 +165,26 @@ impl Assembler {
         for (trace_id, span) in spans {
             by_trace.entry(trace_id).or_default().push(span);
         }
-        let mut late = 0;
+        let mut late_spans = Vec::new();
         by_trace.retain(|trace_id, spans| {
             if self.analysed.contains_key(trace_id) && !self.traces.contains_key(trace_id) {
-                late += spans.len();
+                late_spans.extend(spans.drain(..).map(|s| (*trace_id, s)));
                 false
             } else {
                 true
             }
         });
+        let late = late_spans.len();
         let incoming: usize = by_trace.values().map(Vec::len).sum();
         if late > 0 {
             self.metrics.late_spans.inc_by(late as u64);
         }
         if incoming == 0 {
-            return Ok(InsertOutcome { buffered: 0, late });
+            return Ok(InsertOutcome {
+                buffered: 0,
+                late,
+                late_spans,
+            });
         }
         self.make_room(incoming, now_ms)?;
         for (trace_id, spans) in by_trace {
@@ -196,6 +203,7 @@ impl Assembler {
         Ok(InsertOutcome {
             buffered: incoming,
             late,
+            late_spans,
         })
     }
 
@@ -458,12 +466,12 @@ mod tests {
         a.sweep(2_000);
         rx.try_recv().unwrap();
         let out = a.insert(vec![(t, span(2)), (t, span(3))], 2_100).unwrap();
+        assert_eq!((out.buffered, out.late), (0, 2));
+        let ids: Vec<_> = out.late_spans.iter().map(|(t, s)| (*t, s.span_id)).collect();
         assert_eq!(
-            out,
-            InsertOutcome {
-                buffered: 0,
-                late: 2
-            }
+            ids,
+            [(t, SpanId([2; 8])), (t, SpanId([3; 8]))],
+            "late spans are handed back, in order, for forwarding"
         );
         assert_eq!(a.buffered_spans(), 0);
         assert_eq!(a.metrics.late_spans.get(), 2);

@@ -22,6 +22,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use crate::assembly::{Assembler, Overloaded};
+use crate::config::ForwardMode;
+use crate::forward::Forwarder;
 use crate::telemetry::metrics::{Metrics, RefuseReason, Transport, TransportLabels};
 use convert::EntryRule;
 use lite::LiteExportRequest;
@@ -47,6 +49,14 @@ pub enum IngestError {
     /// No room: retry later.
     #[error("overloaded, retry later: {0}")]
     Overloaded(#[from] Overloaded),
+    /// The forward queue is full (the downstream is slow or down): retry later.
+    #[error("forward queue full ({depth} of {capacity} spans undelivered), retry later")]
+    ForwardQueueFull {
+        /// Spans queued or in flight.
+        depth: usize,
+        /// `--forward-queue-size`.
+        capacity: usize,
+    },
 }
 
 impl IngestError {
@@ -57,6 +67,7 @@ impl IngestError {
             IngestError::TooLarge { .. } => RefuseReason::TooLarge,
             IngestError::UnsupportedMediaType(_) => RefuseReason::UnsupportedMediaType,
             IngestError::Overloaded(_) => RefuseReason::Overloaded,
+            IngestError::ForwardQueueFull { .. } => RefuseReason::ForwardQueueFull,
         }
     }
 
@@ -68,7 +79,7 @@ impl IngestError {
             IngestError::Malformed(_) => tonic::Status::invalid_argument(self.to_string()),
             IngestError::TooLarge { .. } => tonic::Status::resource_exhausted(self.to_string()),
             IngestError::UnsupportedMediaType(_) => tonic::Status::unimplemented(self.to_string()),
-            IngestError::Overloaded(_) => tonic::Status::with_error_details(
+            IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => tonic::Status::with_error_details(
                 tonic::Code::Unavailable,
                 self.to_string(),
                 ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
@@ -83,7 +94,9 @@ impl IngestError {
             IngestError::Malformed(_) => StatusCode::BAD_REQUEST,
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -94,7 +107,11 @@ impl IngestError {
 
     /// Retry hint, for retryable errors only.
     pub fn retry_after(&self) -> Option<Duration> {
-        matches!(self, IngestError::Overloaded(_)).then_some(RETRY_AFTER)
+        matches!(
+            self,
+            IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. }
+        )
+        .then_some(RETRY_AFTER)
     }
 }
 
@@ -141,6 +158,8 @@ pub struct Ingest {
     metrics: Metrics,
     clock: Clock,
     max_request_size: usize,
+    /// The forwarder, when `--forward-endpoint` is set.
+    forward: Option<Arc<Forwarder>>,
     /// When a refusal was last logged (ms on `clock`, +1 so 0 means never): under
     /// overload every request is refused, and one log line a second says enough; the
     /// counters have every refusal.
@@ -162,8 +181,15 @@ impl Ingest {
             metrics,
             clock,
             max_request_size,
+            forward: None,
             last_refusal_log_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Forwards accepted spans through `forwarder` (DESIGN §6).
+    pub fn with_forwarder(mut self, forwarder: Option<Arc<Forwarder>>) -> Self {
+        self.forward = forwarder;
+        self
     }
 
     /// Largest accepted request, decompressed.
@@ -197,8 +223,37 @@ impl Ingest {
             RefuseReason::InvalidId,
             converted.rejected as u64,
         );
+        // Room in the forward queue first (all or nothing, like the buffer): in passthrough
+        // the spans are queued once they are buffered; in annotate they are queued after
+        // analysis, and a full queue refuses new ones until the downstream catches up.
+        let mut passthrough = None;
+        if let (Some(f), true) = (&self.forward, usable > 0) {
+            let room = match f.mode() {
+                ForwardMode::Passthrough => f.reserve(usable as usize).map(|r| {
+                    passthrough = Some((r, f.encode(&converted.spans)));
+                }),
+                ForwardMode::Annotate => f.has_room().then_some(()),
+            };
+            if room.is_none() {
+                let queue = f.queue();
+                let err = IngestError::ForwardQueueFull {
+                    depth: queue.depth(),
+                    capacity: queue.capacity(),
+                };
+                self.metrics
+                    .refuse_spans(transport, RefuseReason::ForwardQueueFull, usable);
+                self.refused(transport, &err);
+                return Err(err);
+            }
+        }
         match self.assembler.insert(converted.spans, self.clock.now_ms()) {
-            Ok(_) => {
+            Ok(outcome) => {
+                if let Some(f) = &self.forward {
+                    match passthrough {
+                        Some((reservation, body)) => f.commit(reservation, body),
+                        None => f.forward_late(&outcome.late_spans),
+                    }
+                }
                 self.metrics
                     .accepted_spans
                     .get_or_create(&TransportLabels { transport })
@@ -232,7 +287,7 @@ impl Ingest {
             return;
         }
         match err {
-            IngestError::Overloaded(_) => {
+            IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => {
                 tracing::warn!(
                     ?transport,
                     "pushing back (logged at most once a second): {err}"

@@ -6,6 +6,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::verdict_metrics::VerdictMetrics;
@@ -32,6 +33,9 @@ pub enum RefuseReason {
     UnsupportedMediaType,
     /// Span budget full and nothing could be evicted: the sender was asked to retry.
     Overloaded,
+    /// The forward queue is full (the downstream is slow or down): the sender was asked
+    /// to retry.
+    ForwardQueueFull,
 }
 
 /// Why a trace left the buffer.
@@ -86,6 +90,109 @@ pub struct TriggerLabels {
     pub trigger: Trigger,
 }
 
+/// Labels `{reason}` of the forwarder's retries and failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForwardReasonLabels {
+    /// A `forward::retry::FailureReason` label value.
+    pub reason: &'static str,
+}
+
+/// The forwarder's families (named after the Collector exporter helper's
+/// `otelcol_exporter_sent_spans`, `..._send_failed_spans`, `..._queue_size`).
+#[derive(Clone)]
+pub struct ForwardMetrics {
+    /// `faultline_forward_queue_spans`: spans queued or being delivered.
+    pub queue_spans: Gauge,
+    /// `faultline_forward_queue_capacity_spans`.
+    pub queue_capacity_spans: Gauge,
+    /// `faultline_forward_queue_disk_bytes`: size of the on-disk queue.
+    pub queue_disk_bytes: Gauge,
+    /// `faultline_forward_sent_spans_total`: spans the downstream accepted.
+    pub sent_spans: Counter,
+    /// `faultline_forward_retried_spans_total{reason}`: spans sent again after a
+    /// retryable failure (once per retry).
+    pub retried_spans: Family<ForwardReasonLabels, Counter>,
+    /// `faultline_forward_failed_spans_total{reason}`: spans given up, by reason.
+    pub failed_spans: Family<ForwardReasonLabels, Counter>,
+    /// `faultline_forward_recovered_spans_total`: spans found in the on-disk queue at
+    /// start-up.
+    pub recovered_spans: Counter,
+    /// `faultline_forward_queue_disk_errors_total`: failed writes to the on-disk queue
+    /// (the data stays queued in memory).
+    pub queue_disk_errors: Counter,
+    /// `faultline_forward_queue_wait_seconds`: time from queuing to the first attempt.
+    pub queue_wait: Histogram,
+}
+
+impl Default for ForwardMetrics {
+    fn default() -> Self {
+        ForwardMetrics {
+            queue_spans: Gauge::default(),
+            queue_capacity_spans: Gauge::default(),
+            queue_disk_bytes: Gauge::default(),
+            sent_spans: Counter::default(),
+            retried_spans: Family::default(),
+            failed_spans: Family::default(),
+            recovered_spans: Counter::default(),
+            queue_disk_errors: Counter::default(),
+            // 1 ms .. ~65 s.
+            queue_wait: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 4.0, 9),
+            ),
+        }
+    }
+}
+
+impl ForwardMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "forward_queue_spans",
+            "Spans waiting in the forward queue or being delivered",
+            self.queue_spans.clone(),
+        );
+        r.register(
+            "forward_queue_capacity_spans",
+            "Capacity of the forward queue (--forward-queue-size)",
+            self.queue_capacity_spans.clone(),
+        );
+        r.register(
+            "forward_queue_disk_bytes",
+            "Bytes of the on-disk forward queue (--forward-queue-dir)",
+            self.queue_disk_bytes.clone(),
+        );
+        r.register(
+            "forward_sent_spans",
+            "Spans the forward endpoint accepted",
+            self.sent_spans.clone(),
+        );
+        r.register(
+            "forward_retried_spans",
+            "Spans sent again after a retryable failure, by reason",
+            self.retried_spans.clone(),
+        );
+        r.register(
+            "forward_failed_spans",
+            "Spans the forwarder gave up on, by reason",
+            self.failed_spans.clone(),
+        );
+        r.register(
+            "forward_recovered_spans",
+            "Spans recovered from the on-disk forward queue at start-up",
+            self.recovered_spans.clone(),
+        );
+        r.register(
+            "forward_queue_disk_errors",
+            "Failed writes to the on-disk forward queue (the data stays queued in memory)",
+            self.queue_disk_errors.clone(),
+        );
+        r.register(
+            "forward_queue_wait_seconds",
+            "Time spans waited in the forward queue before their first delivery attempt",
+            self.queue_wait.clone(),
+        );
+    }
+}
+
 /// All metric handles. Cheap to clone (every handle is an `Arc` inside).
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -124,6 +231,10 @@ pub struct Metrics {
     /// `faultline_corrupt_spans_total`: buffered spans skipped because their bytes did
     /// not decode when their trace was materialised (ingest reads only a span's head).
     pub corrupt_spans: Counter,
+    /// The forwarder's families (registered only when forwarding is on).
+    pub forward: ForwardMetrics,
+    /// True when `forward` is registered.
+    pub forwarding: bool,
 }
 
 impl Metrics {
@@ -206,6 +317,9 @@ impl Metrics {
             "Buffered spans skipped at analysis because they do not decode",
             self.corrupt_spans.clone(),
         );
+        if self.forwarding {
+            self.forward.register(&mut r);
+        }
         r
     }
 
@@ -251,6 +365,7 @@ label_values! {
         TooLarge => "too_large",
         UnsupportedMediaType => "unsupported_media_type",
         Overloaded => "overloaded",
+        ForwardQueueFull => "forward_queue_full",
     }
     ExportResult { Ok => "ok", Failed => "failed" }
     Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }

@@ -1,0 +1,392 @@
+//! The OTLP clients of the forwarder: one request = one encoded
+//! `ExportTraceServiceRequest`, sent as bytes (never re-encoded), over gRPC (tonic) or
+//! HTTP (hyper), with TLS by rustls; each answer classified by [`super::retry`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full, Limited};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::retry::{self, Attempt, FailureReason};
+use crate::config::{ForwardConfig, ForwardProtocol, ForwardTls};
+
+/// The gRPC method (OTLP/gRPC).
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Largest response body read from an HTTP endpoint (an OTLP response is tiny; an error
+/// page is only logged).
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// The forwarder cannot be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A TLS file is unreadable or holds no usable PEM.
+    #[error("--{option} {path}: {reason}")]
+    TlsFile {
+        /// The flag.
+        option: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS settings were refused by the TLS library.
+    #[error("forward TLS: {0}")]
+    Tls(String),
+}
+
+/// A client of the forward endpoint. Cheap to clone (connections are shared).
+#[derive(Clone)]
+pub enum Client {
+    /// OTLP/gRPC.
+    Grpc(GrpcClient),
+    /// OTLP/HTTP.
+    Http(HttpClient),
+}
+
+impl Client {
+    /// Builds the client; connects lazily, so a downstream that is down at start-up is
+    /// retried like any other failure.
+    ///
+    /// # Errors
+    /// A TLS file is unreadable or invalid.
+    pub fn new(cfg: &ForwardConfig) -> Result<Client, ClientError> {
+        let https = cfg.endpoint.scheme_str() == Some("https");
+        Ok(match cfg.protocol {
+            ForwardProtocol::Grpc => Client::Grpc(GrpcClient::new(cfg, https)?),
+            ForwardProtocol::Http => Client::Http(HttpClient::new(cfg, https)?),
+        })
+    }
+
+    /// Sends one encoded request and classifies the answer.
+    pub async fn send(&self, body: Bytes) -> Attempt {
+        match self {
+            Client::Grpc(c) => c.send(body).await,
+            Client::Http(c) => c.send(body).await,
+        }
+    }
+}
+
+fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError::TlsFile {
+        option,
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn certificates(option: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let pem = read_file(option, path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ClientError::TlsFile {
+            option,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::TlsFile {
+            option,
+            path: path.display().to_string(),
+            reason: "no PEM certificate in the file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The rustls client configuration: the given CA (or web PKI roots) and an optional
+/// client certificate.
+fn rustls_config(tls: &ForwardTls) -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(ca) => {
+            for cert in certificates("forward-tls-ca-file", ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| ClientError::TlsFile {
+                        option: "forward-tls-ca-file",
+                        path: ca.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match &tls.client_identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = certificates("forward-tls-cert-file", cert)?;
+            let key_pem = read_file("forward-tls-key-file", key)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ClientError::TlsFile {
+                option: "forward-tls-key-file",
+                path: key.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Tls(e.to_string()))
+        }
+    }
+}
+
+/// OTLP/gRPC over a tonic channel, bytes in and out.
+#[derive(Clone)]
+pub struct GrpcClient {
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    headers: Arc<tonic::metadata::MetadataMap>,
+    timeout: Duration,
+}
+
+impl GrpcClient {
+    fn new(cfg: &ForwardConfig, https: bool) -> Result<GrpcClient, ClientError> {
+        let mut endpoint = tonic::transport::Endpoint::from(cfg.endpoint.clone())
+            .connect_timeout(cfg.timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        if https {
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            match &cfg.tls.ca_file {
+                Some(ca) => {
+                    let pem = read_file("forward-tls-ca-file", ca)?;
+                    certificates("forward-tls-ca-file", ca)?; // refuse a file without one
+                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+                }
+                None => tls = tls.with_webpki_roots(),
+            }
+            if let Some((cert, key)) = &cfg.tls.client_identity {
+                let cert = read_file("forward-tls-cert-file", cert)?;
+                let key = read_file("forward-tls-key-file", key)?;
+                tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+        }
+        let channel = endpoint.connect_lazy();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        if cfg.gzip {
+            grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        grpc = grpc.accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let mut headers = tonic::metadata::MetadataMap::new();
+        for (name, value) in &cfg.headers {
+            // Header names were validated as HTTP names; gRPC metadata takes the same.
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+                tonic::metadata::MetadataValue::try_from(value.as_bytes()),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        Ok(GrpcClient {
+            grpc,
+            headers: Arc::new(headers),
+            timeout: cfg.timeout,
+        })
+    }
+
+    async fn send(&self, body: Bytes) -> Attempt {
+        let mut grpc = self.grpc.clone();
+        let call = async {
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(format!("not connected: {e}")))?;
+            let mut request = tonic::Request::new(body);
+            *request.metadata_mut() = (*self.headers).clone();
+            request.set_timeout(self.timeout);
+            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            grpc.unary(request, path, RawCodec).await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Attempt::Retry {
+                reason: FailureReason::Timeout,
+                hint: None,
+                detail: format!("no answer within {:?}", self.timeout),
+            },
+            Ok(Ok(response)) => delivered(response.into_inner()),
+            Ok(Err(status)) => {
+                use tonic_types::StatusExt;
+                let hint = status
+                    .get_details_retry_info()
+                    .and_then(|r| r.retry_delay);
+                retry::grpc_failure(status.code() as i32, hint, status.message())
+            }
+        }
+    }
+}
+
+fn delivered(response: ExportTraceServiceResponse) -> Attempt {
+    match response.partial_success {
+        Some(p) if p.rejected_spans > 0 => Attempt::Delivered {
+            rejected: p.rejected_spans as u64,
+            message: p.error_message,
+        },
+        _ => Attempt::Delivered {
+            rejected: 0,
+            message: String::new(),
+        },
+    }
+}
+
+/// Sends the bytes as they are; decodes the response with prost.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        // An undecodable response to an accepted request still means "accepted".
+        Ok(Some(ExportTraceServiceResponse::decode(src).unwrap_or_default()))
+    }
+}
+
+type HttpsConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// OTLP/HTTP (`application/x-protobuf`) over hyper's pooled HTTP/1.1 client.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: hyper_util::client::legacy::Client<HttpsConnector, Full<Bytes>>,
+    endpoint: http::Uri,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    gzip: bool,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    fn new(cfg: &ForwardConfig, https: bool) -> Result<HttpClient, ClientError> {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.timeout));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let connector = if https {
+            builder
+                .with_tls_config(rustls_config(&cfg.tls)?)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(http)
+        } else {
+            // Plain http:// URLs; the TLS config is unused but the type is one.
+            builder
+                .with_tls_config(rustls_config(&ForwardTls::default())?)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        };
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(HttpClient {
+            client,
+            endpoint: cfg.endpoint.clone(),
+            headers: Arc::new(cfg.headers.clone()),
+            gzip: cfg.gzip,
+            timeout: cfg.timeout,
+        })
+    }
+
+    async fn send(&self, body: Bytes) -> Attempt {
+        let mut builder = http::Request::post(self.endpoint.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+        for (k, v) in self.headers.iter() {
+            builder = builder.header(k, v);
+        }
+        let body = if self.gzip {
+            builder = builder.header(http::header::CONTENT_ENCODING, "gzip");
+            gzip(&body)
+        } else {
+            body
+        };
+        let request = match builder.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Permanent {
+                    detail: format!("cannot build the request: {e}"),
+                }
+            }
+        };
+        let call = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+            let body = Limited::new(response.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after, body))
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Attempt::Retry {
+                reason: FailureReason::Timeout,
+                hint: None,
+                detail: format!("no answer within {:?}", self.timeout),
+            },
+            Ok(Err(e)) => Attempt::Retry {
+                reason: FailureReason::Unreachable,
+                hint: None,
+                detail: format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default()),
+            },
+            Ok(Ok((status, _, body))) if status.is_success() => {
+                delivered(ExportTraceServiceResponse::decode(body).unwrap_or_default())
+            }
+            Ok(Ok((status, retry_after, body))) => {
+                retry::http_failure(status.as_u16(), retry_after, &String::from_utf8_lossy(&body))
+            }
+        }
+    }
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(body);
+    Bytes::from(enc.finish().unwrap_or_default())
+}
