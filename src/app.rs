@@ -188,16 +188,18 @@ async fn start_with_forwarder(
         metrics.clone(),
     ));
     let stage = pipeline::spawn(rx, sink).context("cannot start the analysis thread")?;
-    let ingest = Arc::new(Ingest::new(
-        Arc::clone(&assembler),
-        EntryRule {
-            error_statuses: config.analysis.error_statuses.clone(),
-        },
-        metrics.clone(),
-        clock,
-        config.ingest.max_request_size,
-    )
-    .with_forwarder(forward.clone()));
+    let ingest = Arc::new(
+        Ingest::new(
+            Arc::clone(&assembler),
+            EntryRule {
+                error_statuses: config.analysis.error_statuses.clone(),
+            },
+            metrics.clone(),
+            clock,
+            config.ingest.max_request_size,
+        )
+        .with_forwarder(forward.clone()),
+    );
 
     let receivers_stop = CancellationToken::new();
     let grpc = {

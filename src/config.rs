@@ -469,7 +469,9 @@ fn parse_file(text: &str) -> Result<ServeArgs, String> {
     for (key, v) in table.iter_mut() {
         stringify(v);
         // List options also take one comma-separated string, as on the command line.
-        if let ("error-status" | "tenant-attribute" | "forward-header", toml::Value::String(s)) = (key.as_str(), &*v) {
+        if let ("error-status" | "tenant-attribute" | "forward-header", toml::Value::String(s)) =
+            (key.as_str(), &*v)
+        {
             *v = toml::Value::Array(
                 s.split(',')
                     .map(|p| toml::Value::String(p.trim().to_string()))
@@ -619,13 +621,7 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
     let protocol = match a.forward_protocol.as_deref().map(str::trim) {
         None | Some("grpc") => ForwardProtocol::Grpc,
         Some("http" | "http/protobuf") => ForwardProtocol::Http,
-        Some(other) => {
-            return Err(invalid(
-                "forward-protocol",
-                other,
-                "expected grpc or http",
-            ))
-        }
+        Some(other) => return Err(invalid("forward-protocol", other, "expected grpc or http")),
     };
     let mode = match a.forward_mode.as_deref().map(str::trim) {
         None | Some("passthrough") => ForwardMode::Passthrough,
@@ -660,8 +656,16 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
             http::HeaderValue::from_str(v.trim()).map_err(|e| invalid("forward-header", raw, e))?;
         headers.push((name, value));
     }
-    let path = |raw: &Option<String>| raw.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from);
-    let client_identity = match (path(&a.forward_tls_cert_file), path(&a.forward_tls_key_file)) {
+    let path = |raw: &Option<String>| {
+        raw.as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    };
+    let client_identity = match (
+        path(&a.forward_tls_cert_file),
+        path(&a.forward_tls_key_file),
+    ) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
         (Some(c), None) => {
@@ -675,7 +679,10 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
             return Err(invalid(
                 "forward-tls-cert-file",
                 "",
-                format!("--forward-tls-key-file {} needs its certificate", k.display()),
+                format!(
+                    "--forward-tls-key-file {} needs its certificate",
+                    k.display()
+                ),
             ))
         }
     };
@@ -694,7 +701,12 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
             "at most 256",
         ));
     }
-    let Some(raw) = a.forward_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) else {
+    let Some(raw) = a
+        .forward_endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    else {
         return Ok(None);
     };
     let endpoint = forward_endpoint(raw, protocol, &tls)?;

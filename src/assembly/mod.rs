@@ -467,7 +467,11 @@ mod tests {
         rx.try_recv().unwrap();
         let out = a.insert(vec![(t, span(2)), (t, span(3))], 2_100).unwrap();
         assert_eq!((out.buffered, out.late), (0, 2));
-        let ids: Vec<_> = out.late_spans.iter().map(|(t, s)| (*t, s.span_id)).collect();
+        let ids: Vec<_> = out
+            .late_spans
+            .iter()
+            .map(|(t, s)| (*t, s.span_id))
+            .collect();
         assert_eq!(
             ids,
             [(t, SpanId([2; 8])), (t, SpanId([3; 8]))],

@@ -82,7 +82,10 @@ fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>, ClientError> 
     })
 }
 
-fn certificates(option: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+fn certificates(
+    option: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let pem = read_file(option, path)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
@@ -108,13 +111,11 @@ fn rustls_config(tls: &ForwardTls) -> Result<rustls::ClientConfig, ClientError> 
     match &tls.ca_file {
         Some(ca) => {
             for cert in certificates("forward-tls-ca-file", ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| ClientError::TlsFile {
-                        option: "forward-tls-ca-file",
-                        path: ca.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
+                roots.add(cert).map_err(|e| ClientError::TlsFile {
+                    option: "forward-tls-ca-file",
+                    path: ca.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -129,11 +130,12 @@ fn rustls_config(tls: &ForwardTls) -> Result<rustls::ClientConfig, ClientError> 
         Some((cert, key)) => {
             let chain = certificates("forward-tls-cert-file", cert)?;
             let key_pem = read_file("forward-tls-key-file", key)?;
-            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ClientError::TlsFile {
-                option: "forward-tls-key-file",
-                path: key.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let key =
+                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ClientError::TlsFile {
+                    option: "forward-tls-key-file",
+                    path: key.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| ClientError::Tls(e.to_string()))
@@ -218,9 +220,7 @@ impl GrpcClient {
             Ok(Ok(response)) => delivered(response.into_inner()),
             Ok(Err(status)) => {
                 use tonic_types::StatusExt;
-                let hint = status
-                    .get_details_retry_info()
-                    .and_then(|r| r.retry_delay);
+                let hint = status.get_details_retry_info().and_then(|r| r.retry_delay);
                 retry::grpc_failure(status.code() as i32, hint, status.message())
             }
         }
@@ -260,7 +260,11 @@ impl tonic::codec::Codec for RawCodec {
 impl tonic::codec::Encoder for RawCodec {
     type Item = Bytes;
     type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         bytes::BufMut::put(dst, item);
         Ok(())
     }
@@ -274,7 +278,9 @@ impl tonic::codec::Decoder for RawCodec {
         src: &mut tonic::codec::DecodeBuf<'_>,
     ) -> Result<Option<Self::Item>, tonic::Status> {
         // An undecodable response to an accepted request still means "accepted".
-        Ok(Some(ExportTraceServiceResponse::decode(src).unwrap_or_default()))
+        Ok(Some(
+            ExportTraceServiceResponse::decode(src).unwrap_or_default(),
+        ))
     }
 }
 
@@ -312,9 +318,10 @@ impl HttpClient {
                 .enable_http1()
                 .wrap_connector(http)
         };
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector);
         Ok(HttpClient {
             client,
             endpoint: cfg.endpoint.clone(),
@@ -368,14 +375,21 @@ impl HttpClient {
             Ok(Err(e)) => Attempt::Retry {
                 reason: FailureReason::Unreachable,
                 hint: None,
-                detail: format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default()),
+                detail: format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
             },
             Ok(Ok((status, _, body))) if status.is_success() => {
                 delivered(ExportTraceServiceResponse::decode(body).unwrap_or_default())
             }
-            Ok(Ok((status, retry_after, body))) => {
-                retry::http_failure(status.as_u16(), retry_after, &String::from_utf8_lossy(&body))
-            }
+            Ok(Ok((status, retry_after, body))) => retry::http_failure(
+                status.as_u16(),
+                retry_after,
+                &String::from_utf8_lossy(&body),
+            ),
         }
     }
 }

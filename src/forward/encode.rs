@@ -96,7 +96,10 @@ impl ScopeGroup<'_> {
                 .iter()
                 .map(|s| field_len(SCOPE_SPANS_SPANS, s.len()))
                 .sum::<usize>()
-            + opt_field_len(SCOPE_SPANS_SCHEMA_URL, self.origin.scope_schema_url.as_bytes())
+            + opt_field_len(
+                SCOPE_SPANS_SCHEMA_URL,
+                self.origin.scope_schema_url.as_bytes(),
+            )
     }
 }
 
@@ -226,7 +229,9 @@ impl Annotation {
     pub fn push(&mut self, key: &str, value: &AnnotationValue) {
         let mut any = Vec::new();
         match value {
-            AnnotationValue::Str(s) => put_len_prefix_with(&mut any, ANY_VALUE_STRING, s.as_bytes()),
+            AnnotationValue::Str(s) => {
+                put_len_prefix_with(&mut any, ANY_VALUE_STRING, s.as_bytes())
+            }
             AnnotationValue::Bool(b) => {
                 encode_key(ANY_VALUE_BOOL, WireType::Varint, &mut any);
                 encode_varint(u64::from(*b), &mut any);

@@ -12,5 +12,8 @@ use super::queue::{Journal, JournalId};
 /// The directory cannot be created, locked or read.
 #[allow(clippy::type_complexity)]
 pub fn open(dir: &Path) -> anyhow::Result<(Box<dyn Journal>, Vec<(JournalId, Vec<u8>)>)> {
-    anyhow::bail!("--forward-queue-dir {}: the on-disk queue is not available in this build", dir.display())
+    anyhow::bail!(
+        "--forward-queue-dir {}: the on-disk queue is not available in this build",
+        dir.display()
+    )
 }

@@ -69,7 +69,8 @@ pub struct Forwarder {
 
 /// The sender tasks, for the ordered shutdown.
 pub struct ForwarderTasks {
-    senders: Vec<JoinHandle<()>>,
+    /// Each returns the spans it was delivering when `hard_stop` interrupted it.
+    senders: Vec<JoinHandle<usize>>,
     /// Cancels in-flight deliveries and back-off waits at the shutdown deadline.
     hard_stop: CancellationToken,
     forwarder: Arc<Forwarder>,
@@ -108,7 +109,9 @@ impl Forwarder {
                             enqueued: std::time::Instant::now(),
                             journal: Some(id),
                         }),
-                        None => tracing::warn!("skipped a forward queue record too short to hold a request"),
+                        None => tracing::warn!(
+                            "skipped a forward queue record too short to hold a request"
+                        ),
                     }
                 }
                 (Some(j), items)
@@ -250,13 +253,18 @@ impl Forwarder {
     /// One sender: takes batches and delivers each until it is accepted, refused for good,
     /// or retried for too long; stops when the queue is closed and empty, or at once on
     /// `hard_stop`.
-    async fn run_sender(self: Arc<Self>, client: client::Client, backoff: Backoff, hard_stop: CancellationToken) {
+    async fn run_sender(
+        self: Arc<Self>,
+        client: client::Client,
+        backoff: Backoff,
+        hard_stop: CancellationToken,
+    ) -> usize {
         loop {
             let batch = tokio::select! {
                 b = self.queue.next_batch(MAX_BATCH_BYTES, MAX_BATCH_SPANS) => b,
                 _ = hard_stop.cancelled() => None,
             };
-            let Some(items) = batch else { return };
+            let Some(items) = batch else { return 0 };
             let spans: usize = items.iter().map(|i| i.spans).sum();
             for i in &items {
                 self.metrics
@@ -265,7 +273,10 @@ impl Forwarder {
                     .observe(i.enqueued.elapsed().as_secs_f64());
             }
             let body = queue::concat(&items);
-            match self.deliver(&client, &backoff, body, spans, &hard_stop).await {
+            match self
+                .deliver(&client, &backoff, body, spans, &hard_stop)
+                .await
+            {
                 Some(()) => self.finish(&items),
                 None => {
                     // The shutdown deadline interrupted the delivery.
@@ -276,7 +287,7 @@ impl Forwarder {
                         self.queue.abandon(&items);
                     }
                     self.update_gauges();
-                    return;
+                    return spans;
                 }
             }
         }
@@ -311,7 +322,10 @@ impl Forwarder {
                 }
                 Attempt::Permanent { detail } => {
                     self.fail(FailureReason::Rejected, spans as u64);
-                    tracing::error!(spans, "the forward endpoint refused a batch; dropped, not retried: {detail}");
+                    tracing::error!(
+                        spans,
+                        "the forward endpoint refused a batch; dropped, not retried: {detail}"
+                    );
                     return Some(());
                 }
                 Attempt::Retry {
@@ -323,7 +337,12 @@ impl Forwarder {
             let Some(wait) = backoff.next_wait(retry, hint, started.elapsed(), fastrand::f64())
             else {
                 self.fail(FailureReason::RetriesExhausted, spans as u64);
-                tracing::error!(spans, retries = retry, "gave up forwarding a batch after {:?}: {detail}", started.elapsed());
+                tracing::error!(
+                    spans,
+                    retries = retry,
+                    "gave up forwarding a batch after {:?}: {detail}",
+                    started.elapsed()
+                );
                 return Some(());
             };
             fm.retried_spans
@@ -352,27 +371,36 @@ impl ForwarderTasks {
     pub async fn shutdown(self, deadline: tokio::time::Instant) -> FlushSummary {
         let f = &self.forwarder;
         f.queue.close();
-        let mut senders = self.senders;
+        let mut senders: Vec<Option<JoinHandle<usize>>> =
+            self.senders.into_iter().map(Some).collect();
         let all_done = async {
             for s in senders.iter_mut() {
-                let _ = s.await;
+                if let Some(handle) = s.as_mut() {
+                    let _ = handle.await;
+                    *s = None; // a finished JoinHandle must not be polled again
+                }
             }
         };
+        let mut interrupted = 0;
         if tokio::time::timeout_at(deadline, all_done).await.is_err() {
             self.hard_stop.cancel();
-            for s in senders {
-                let _ = tokio::time::timeout(Duration::from_secs(1), s).await;
+            for s in senders.into_iter().flatten() {
+                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s).await {
+                    interrupted += n;
+                }
             }
         }
         let left: usize = f.queue.take_all().iter().map(|i| i.spans).sum();
-        let in_flight_left = f.queue.depth();
-        let spans_left = left + in_flight_left;
+        let spans_left = left + interrupted;
         if spans_left > 0 {
             if f.queue.is_durable() {
                 tracing::warn!(spans = spans_left, "forward queue not empty at the shutdown deadline; kept on disk for the next start");
             } else {
                 f.fail(FailureReason::Shutdown, left as u64);
-                tracing::error!(spans = spans_left, "forward queue not empty at the shutdown deadline; those spans are lost");
+                tracing::error!(
+                    spans = spans_left,
+                    "forward queue not empty at the shutdown deadline; those spans are lost"
+                );
             }
         }
         if let Err(e) = f.queue.sync() {
@@ -393,7 +421,10 @@ fn encode_spans<'a>(
         spans.map(|s| OutgoingSpan {
             origin: &s.origin,
             encoded: &s.encoded,
-            extra: notes.get(&s.span_id).map(Annotation::as_bytes).unwrap_or(&[]),
+            extra: notes
+                .get(&s.span_id)
+                .map(Annotation::as_bytes)
+                .unwrap_or(&[]),
         }),
         &mut buf,
     );
@@ -428,7 +459,10 @@ fn annotations(verdicts: &[Arc<Verdict>]) -> HashMap<SpanId, Annotation> {
                 note.push(attr::FINGERPRINT, &AnnotationValue::Str(fp.clone()));
             }
             if let Some(blame) = &v.blame {
-                note.push(attr::BLAME_SPAN_ID, &AnnotationValue::Str(blame.span_id.clone()));
+                note.push(
+                    attr::BLAME_SPAN_ID,
+                    &AnnotationValue::Str(blame.span_id.clone()),
+                );
                 note.push(attr::BUDGET_SHARE, &AnnotationValue::Double(blame.share));
             }
         }

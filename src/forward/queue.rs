@@ -254,8 +254,7 @@ impl ForwardQueue {
                     let (mut bytes, mut spans) = (first.body.len(), first.spans);
                     let mut batch = vec![first];
                     while let Some(next) = s.items.front() {
-                        if bytes + next.body.len() > max_bytes || spans + next.spans > max_spans
-                        {
+                        if bytes + next.body.len() > max_bytes || spans + next.spans > max_spans {
                             break;
                         }
                         bytes += next.body.len();
@@ -377,7 +376,13 @@ mod tests {
             Ok(())
         }
         fn disk_bytes(&self) -> u64 {
-            self.0.lock().unwrap().1.iter().map(|(_, p)| p.len() as u64).sum()
+            self.0
+                .lock()
+                .unwrap()
+                .1
+                .iter()
+                .map(|(_, p)| p.len() as u64)
+                .sum()
         }
     }
 

@@ -121,7 +121,10 @@ pub fn grpc_failure(code: i32, retry_info: Option<Duration>, message: &str) -> A
 /// Classifies an HTTP answer other than 2xx (OTLP/HTTP: 429, 502, 503 and 504 are
 /// retryable, honouring `Retry-After`; every other status is not).
 pub fn http_failure(status: u16, retry_after: Option<Duration>, body: &str) -> Attempt {
-    let detail = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
+    let detail = format!(
+        "HTTP {status}: {}",
+        body.chars().take(200).collect::<String>()
+    );
     if matches!(status, 429 | 502 | 503 | 504) {
         Attempt::Retry {
             reason: FailureReason::Throttled,
@@ -190,8 +193,7 @@ impl Backoff {
         let wait = match hint {
             Some(h) => h.min(MAX_HINT),
             None => {
-                let base = self.initial.as_secs_f64()
-                    * self.multiplier.powi(retry.min(64) as i32);
+                let base = self.initial.as_secs_f64() * self.multiplier.powi(retry.min(64) as i32);
                 let base = base.min(self.max_interval.as_secs_f64());
                 let unit = unit.clamp(0.0, 1.0);
                 let factor = 1.0 - self.randomization + 2.0 * self.randomization * unit;

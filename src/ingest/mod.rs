@@ -79,11 +79,13 @@ impl IngestError {
             IngestError::Malformed(_) => tonic::Status::invalid_argument(self.to_string()),
             IngestError::TooLarge { .. } => tonic::Status::resource_exhausted(self.to_string()),
             IngestError::UnsupportedMediaType(_) => tonic::Status::unimplemented(self.to_string()),
-            IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => tonic::Status::with_error_details(
-                tonic::Code::Unavailable,
-                self.to_string(),
-                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-            ),
+            IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => {
+                tonic::Status::with_error_details(
+                    tonic::Code::Unavailable,
+                    self.to_string(),
+                    ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+                )
+            }
         }
     }
 

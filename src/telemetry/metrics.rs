@@ -136,9 +136,9 @@ impl Default for ForwardMetrics {
             recovered_spans: Counter::default(),
             queue_disk_errors: Counter::default(),
             // 1 ms .. ~65 s.
-            queue_wait: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.001, 4.0, 9),
-            ),
+            queue_wait: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 4.0, 9,
+            )),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! real OTLP clients (Rust opentelemetry-otlp, the Python SDK, rotel-agent) and by raw
 //! protocol requests for the edge cases. One test binary (ripgrep's layout).
 
+mod downstream;
 mod support;
 
 mod config_cli;
+mod forward;
 mod grafana_api;
 mod grpc_verdicts;
 mod ingest_clients;

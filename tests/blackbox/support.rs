@@ -151,6 +151,19 @@ impl Faultline {
     }
 }
 
+impl Faultline {
+    /// Kills the process with SIGKILL (a crash: no shutdown runs) and waits for it.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
 impl Drop for Faultline {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -276,6 +289,34 @@ pub fn python_send(
         .map(|x| x.as_str().unwrap().to_string())
         .collect();
     (ids, v["spans"].as_u64().expect("spans"))
+}
+
+/// Runs tests/blackbox/py/send_failing.py: `healthy` good requests and `failing`
+/// requests that answer 500 after a dependency timeout, from the Python SDK.
+pub fn python_send_failing(
+    protocol: &str,
+    endpoint: &str,
+    healthy: usize,
+    failing: usize,
+) -> serde_json::Value {
+    let script = manifest_dir().join("tests/blackbox/py/send_failing.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args([
+            protocol,
+            endpoint,
+            &healthy.to_string(),
+            &failing.to_string(),
+        ])
+        .output()
+        .expect("python sender");
+    assert!(
+        out.status.success(),
+        "sender failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    serde_json::from_str(stdout.lines().last().expect("a line")).expect("json")
 }
 
 /// A free loopback port (bound then released; good enough for child processes that
