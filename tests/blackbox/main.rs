@@ -4,6 +4,7 @@
 
 mod support;
 
+mod check_config;
 mod config_cli;
 mod grafana_api;
 mod grpc_verdicts;
