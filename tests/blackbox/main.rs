@@ -8,6 +8,7 @@ mod check_config;
 mod config_cli;
 mod grafana_api;
 mod grpc_verdicts;
+mod helm;
 mod ingest_clients;
 mod ingest_protocol;
 mod metrics_export;
