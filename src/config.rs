@@ -57,6 +57,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start-up and moved out at once: the size of `Serve` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (the default).

@@ -34,7 +34,10 @@ fn a_valid_file_is_ok_and_nothing_listens() {
          error-status = [500, 503]\n",
     );
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.trim_end().ends_with("faultline.toml: ok"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("faultline.toml: ok"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -63,7 +66,11 @@ fn a_bad_value_gives_the_message_start_up_gives() {
     assert_eq!(serve.status.code(), Some(2));
     let serve_err = String::from_utf8(serve.stderr).unwrap();
     let message = |s: &str| s.split("--max-request-size").nth(1).map(str::to_string);
-    assert_eq!(message(&stderr), message(&serve_err), "{stderr} / {serve_err}");
+    assert_eq!(
+        message(&stderr),
+        message(&serve_err),
+        "{stderr} / {serve_err}"
+    );
 }
 
 #[test]

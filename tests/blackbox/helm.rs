@@ -305,7 +305,10 @@ fn defaults_render_a_hardened_deployment_with_probes_and_a_grace_period() {
         let shutdown = toml_value(case, "shutdown-timeout").expect("shutdown-timeout");
         let shutdown = humantime::parse_duration(shutdown.as_str().unwrap()).unwrap();
         let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-        assert!(grace > shutdown.as_secs(), "{case}: {grace}s vs {shutdown:?}");
+        assert!(
+            grace > shutdown.as_secs(),
+            "{case}: {grace}s vs {shutdown:?}"
+        );
         // The config file is what the container is told to read.
         let args: Vec<&str> = c["args"]
             .as_array()
@@ -423,7 +426,10 @@ fn the_disk_queue_makes_a_statefulset_with_a_claim_mounted_where_the_config_poin
 #[test]
 fn secrets_are_mounted_from_existing_secrets_and_never_rendered() {
     let kinds = kinds("everything");
-    assert!(!kinds.contains(&"Secret"), "the chart must not create Secrets");
+    assert!(
+        !kinds.contains(&"Secret"),
+        "the chart must not create Secrets"
+    );
     let pod = &workload("everything")["spec"]["template"]["spec"];
     let mounts = container("everything")["volumeMounts"].as_array().unwrap();
     let mut secret_mounts = 0;
@@ -502,7 +508,9 @@ fn each_shipped_dashboard_becomes_a_labelled_config_map_with_its_json() {
         let map = maps
             .iter()
             .find(|m| m["data"][name].is_string())
-            .unwrap_or_else(|| panic!("no ConfigMap holds {name}: add a symlink in helm/faultline/dashboards/"));
+            .unwrap_or_else(|| {
+                panic!("no ConfigMap holds {name}: add a symlink in helm/faultline/dashboards/")
+            });
         assert_eq!(map["kind"], "ConfigMap");
         let rendered: Value = serde_json::from_str(map["data"][name].as_str().unwrap()).unwrap();
         let original: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
@@ -567,15 +575,39 @@ fn the_binary_accepts_the_config_the_chart_renders() {
         .output()
         .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    let has_all = ["--forward-endpoint", "--forward-queue-dir", "--otlp-grpc-tls-cert-file", "--auth-token-file", "--api-auth-token-file"]
-        .iter()
-        .all(|flag| help.contains(flag));
+    let has_all = [
+        "--forward-endpoint",
+        "--forward-queue-dir",
+        "--otlp-grpc-tls-cert-file",
+        "--auth-token-file",
+        "--api-auth-token-file",
+    ]
+    .iter()
+    .all(|flag| help.contains(flag));
     let (code, output) = check_rendered_config("everything");
     if has_all {
         assert_eq!(code, Some(0), "{output}\n{}", config_file("everything"));
     } else {
-        eprintln!("the binary lacks the forwarder/TLS/token flags; everything-on config not checked: {output}");
+        eprintln!("the binary lacks the forwarder/TLS/token flags; everything-on config not checked whole: {output}");
         assert_eq!(code, Some(2), "{output}");
+        // Everything else in that file must pass today.
+        let known: String = config_file("everything")
+            .lines()
+            .filter(|l| {
+                !(l.starts_with("forward-") || l.contains("-tls-") || l.contains("auth-token-file"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("faultline.toml");
+        std::fs::write(&file, &known).unwrap();
+        let out = check_config(&file);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{known}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
