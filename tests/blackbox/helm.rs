@@ -634,3 +634,55 @@ fn the_image_default_config_binds_all_interfaces_and_is_accepted() {
         assert!(dockerfile.contains(port), "EXPOSE {port}");
     }
 }
+
+#[test]
+fn the_schema_config_keys_and_the_binary_flags_stay_in_step() {
+    let help = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let flags: std::collections::BTreeSet<&str> = help
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let schema: Value =
+        serde_json::from_slice(&std::fs::read(chart_dir().join("values.schema.json")).unwrap())
+            .unwrap();
+    let config_keys: Vec<&String> = schema["properties"]["config"]["properties"]
+        .as_object()
+        .expect("config properties")
+        .keys()
+        .collect();
+    // Every option the chart accepts under `config` is one the binary has...
+    for key in &config_keys {
+        assert!(
+            flags.contains(key.as_str()),
+            "config.{key} is not a flag of faultline"
+        );
+    }
+    // ...and every option of the binary is reachable from the chart: under `config`, or
+    // through the values that render it (ports, shutdownTimeoutSeconds, forward, tls, auth).
+    let rendered_from_other_values = |flag: &str| {
+        matches!(
+            flag,
+            "config"
+                | "otlp-grpc-listen"
+                | "otlp-http-listen"
+                | "http-listen"
+                | "shutdown-timeout"
+                | "help"
+                | "version"
+        ) || flag.starts_with("forward-")
+            || flag.contains("tls-")
+            || flag.ends_with("auth-token-file")
+    };
+    for flag in &flags {
+        assert!(
+            config_keys.iter().any(|k| k == flag) || rendered_from_other_values(flag),
+            "--{flag} cannot be set through the chart: add it to config in values.schema.json"
+        );
+    }
+}
