@@ -4,8 +4,10 @@
 #   docker build -t ghcr.io/faultline/faultline:0.1.0 .
 #   docker run --rm -p 4317:4317 -p 4318:4318 -p 9464:9464 ghcr.io/faultline/faultline:0.1.0
 
-# Bookworm, so the binary's glibc matches distroless/cc-debian12's.
-ARG RUST_VERSION=1.88
+# Bookworm, so the binary's glibc matches distroless/cc-debian12's. Any stable Rust at or
+# above Cargo.toml's rust-version builds it (Cargo.lock pins the dependencies); pin one with
+# --build-arg RUST_VERSION=1.95 for a reproducible toolchain.
+ARG RUST_VERSION=1
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # Only what the binary is built from (build.rs compiles the .proto in pure Rust, no protoc).

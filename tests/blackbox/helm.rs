@@ -656,11 +656,18 @@ fn the_schema_config_keys_and_the_binary_flags_stay_in_step() {
         .expect("config properties")
         .keys()
         .collect();
-    // Every option the chart accepts under `config` is one the binary has...
+    // Every option the chart accepts under `config` is one the binary has,
     for key in &config_keys {
         assert!(
             flags.contains(key.as_str()),
             "config.{key} is not a flag of faultline"
+        );
+    }
+    // ...and the everything-on values set each of them, so check-config sees them all.
+    for key in &config_keys {
+        assert!(
+            toml_value("everything", key).is_some(),
+            "config.{key} is not set in ci/everything-values.yaml"
         );
     }
     // ...and every option of the binary is reachable from the chart: under `config`, or
