@@ -57,10 +57,25 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start-up and moved out at once: the size of `Serve` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (the default).
     Serve(ServeArgs),
+    /// Check a TOML config file exactly as `--config FILE` would load it (same parsing and
+    /// validation, no listener started): prints `FILE: ok` and exits 0, or prints the
+    /// error start-up would and exits 2. Flags and `FAULTLINE_*` variables are ignored,
+    /// so the verdict is about the file alone.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Options of `faultline check-config`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Raw service options as given on the command line or in the environment. Every field
@@ -492,6 +507,19 @@ pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
         None => args,
     };
     resolve(merged)
+}
+
+/// Loads `path` as `--config path` with no flag or environment variable set: what
+/// `faultline check-config` runs.
+///
+/// # Errors
+/// The same as [`load`]: the file is unreadable, not TOML for faultline, or holds an
+/// invalid value (named).
+pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
+    load(ServeArgs {
+        config: Some(path.to_owned()),
+        ..ServeArgs::default()
+    })
 }
 
 fn invalid(option: &'static str, value: &str, reason: impl ToString) -> ConfigError {

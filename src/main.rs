@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::CheckConfig(check)) => return check_config(&check.file),
         None => cli.serve,
     };
     let config = match config::load(args) {
@@ -42,6 +43,21 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e:#}");
             eprintln!("faultline: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `faultline check-config FILE`: exit 0 when the service would start with this file,
+/// 2 (as start-up does) with its message when it would not.
+fn check_config(file: &std::path::Path) -> std::process::ExitCode {
+    match config::check_file(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            std::process::ExitCode::from(2)
         }
     }
 }

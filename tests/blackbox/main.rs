@@ -5,10 +5,12 @@
 mod downstream;
 mod support;
 
+mod check_config;
 mod config_cli;
 mod forward;
 mod grafana_api;
 mod grpc_verdicts;
+mod helm;
 mod ingest_clients;
 mod ingest_protocol;
 mod metrics_export;
