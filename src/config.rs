@@ -61,6 +61,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (the default).
     Serve(ServeArgs),
+    /// Analyse captured traces offline (OTLP/JSON lines or OTLP/protobuf files, `-` for
+    /// standard input) and print the verdicts the service would give.
+    Analyze(crate::offline::AnalyzeArgs),
 }
 
 /// Raw service options as given on the command line or in the environment. Every field

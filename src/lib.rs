@@ -13,6 +13,7 @@ pub mod assembly;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod offline;
 pub mod pipeline;
 pub mod store;
 pub mod synth;

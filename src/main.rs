@@ -12,6 +12,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Analyze(args)) => {
+            return faultline::offline::run(
+                args,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr(),
+            )
+        }
         None => cli.serve,
     };
     let config = match config::load(args) {
