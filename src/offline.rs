@@ -222,7 +222,12 @@ impl Capture {
     /// # Errors
     /// [`InputError`] naming the line or byte offset that does not decode; spans added
     /// from earlier requests of the input stay.
-    pub fn add(&mut self, input: &str, content: Vec<u8>, format: InputFormat) -> Result<(), InputError> {
+    pub fn add(
+        &mut self,
+        input: &str,
+        content: Vec<u8>,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
         let content = if content.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(&content[..])
@@ -270,10 +275,14 @@ impl Capture {
                 continue;
             }
             match json_to_protobuf(text) {
-                Ok(encoded) => self.add_encoded(input, Bytes::from(encoded), Position::Line(line))?,
+                Ok(encoded) => {
+                    self.add_encoded(input, Bytes::from(encoded), Position::Line(line))?
+                }
                 Err(e) if first => {
                     return match json_to_protobuf(content) {
-                        Ok(encoded) => self.add_encoded(input, Bytes::from(encoded), Position::Line(1)),
+                        Ok(encoded) => {
+                            self.add_encoded(input, Bytes::from(encoded), Position::Line(1))
+                        }
                         Err(_) => Err(json_error(line, e)),
                     };
                 }
@@ -319,7 +328,11 @@ impl Capture {
                     ),
                 });
             }
-            self.add_encoded(input, content.slice(start..start + len), Position::Offset(start))?;
+            self.add_encoded(
+                input,
+                content.slice(start..start + len),
+                Position::Offset(start),
+            )?;
             offset = start + len;
         }
         Ok(())
@@ -385,7 +398,12 @@ impl Capture {
         let store = VerdictStore::new(1);
         let mut verdicts = Vec::new();
         for trace in &failing {
-            let ended = trace.spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
+            let ended = trace
+                .spans
+                .iter()
+                .map(|s| s.end_unix_nano)
+                .max()
+                .unwrap_or(0);
             verdicts.extend(store.record(analyze_trace(trace, cfg, ended)));
         }
         Analysis {
@@ -404,8 +422,7 @@ fn looks_like_json(content: &[u8]) -> bool {
     let Some(&first) = content.iter().find(|b| !b.is_ascii_whitespace()) else {
         return true;
     };
-    first == b'{'
-        && !(content[0] == 0x0a && LiteExportRequest::decode(content).is_ok())
+    first == b'{' && !(content[0] == 0x0a && LiteExportRequest::decode(content).is_ok())
 }
 
 fn describe(at: Position) -> String {
@@ -466,11 +483,12 @@ pub fn run(
                 .store
                 .fingerprints(None, crate::store::fingerprints::MAX_GROUPS);
             match format {
-                OutputFormat::Json => {
-                    serde_json::to_writer(&mut *stdout, &serde_json::json!({ "fingerprints": groups }))
-                        .map_err(io::Error::from)
-                        .and_then(|()| writeln!(stdout))
-                }
+                OutputFormat::Json => serde_json::to_writer(
+                    &mut *stdout,
+                    &serde_json::json!({ "fingerprints": groups }),
+                )
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(stdout)),
                 OutputFormat::Table => print_fingerprint_table(&groups, stdout),
             }
         }
@@ -598,7 +616,10 @@ fn print_verdict_table(verdicts: &[Arc<Verdict>], out: &mut dyn Write) -> io::Re
             v.trace_id.clone(),
             v.classification.as_str().to_string(),
             format!("{:.2}", v.confidence),
-            cell(&format!("{} {} {}", v.entry.service, v.entry.route, v.entry.status_code)),
+            cell(&format!(
+                "{} {} {}",
+                v.entry.service, v.entry.route, v.entry.status_code
+            )),
             blame,
             share,
             origin,
@@ -901,7 +922,10 @@ mod tests {
             .find(|v| v["trace_id"] == id(0xa2))
             .unwrap();
         let evidence = last["evidence"].to_string();
-        assert!(evidence.contains("failed 3 times on route /checkout"), "{evidence}");
+        assert!(
+            evidence.contains("failed 3 times on route /checkout"),
+            "{evidence}"
+        );
     }
 
     #[test]
@@ -948,7 +972,11 @@ mod tests {
             ..Default::default()
         })
         .next_request();
-        let (code, out, err) = analyze(&[&json_lines(&[healthy]), b"", b"\n\n"], b"", &["--output", "json"]);
+        let (code, out, err) = analyze(
+            &[&json_lines(&[healthy]), b"", b"\n\n"],
+            b"",
+            &["--output", "json"],
+        );
         assert_eq!(code, ExitCode::SUCCESS, "{err}");
         assert_eq!(out, "");
         assert!(err.contains("0 verdicts"), "{err}");
@@ -963,9 +991,12 @@ mod tests {
         let column = lines[0].find("CLASSIFICATION").unwrap();
         for row in &lines[1..] {
             assert_eq!(&row[32..column], " ".repeat(column - 32), "{out}");
-            assert!(row[column..].starts_with("deterministic_handler_defect")
-                || row[column..].starts_with("late_dependency_failure")
-                || row[column..].starts_with("inconclusive"), "{out}");
+            assert!(
+                row[column..].starts_with("deterministic_handler_defect")
+                    || row[column..].starts_with("late_dependency_failure")
+                    || row[column..].starts_with("inconclusive"),
+                "{out}"
+            );
         }
     }
 
@@ -981,9 +1012,16 @@ mod tests {
         let groups = body["fingerprints"].as_array().unwrap();
         assert!(!groups.is_empty());
         assert!(groups[0]["count"].as_u64().unwrap() >= 2, "{out}");
-        let (_, table, _) = analyze(&[&json_lines(&requests())], b"", &["--group-by", "fingerprint"]);
+        let (_, table, _) = analyze(
+            &[&json_lines(&requests())],
+            b"",
+            &["--group-by", "fingerprint"],
+        );
         assert!(table.starts_with("FINGERPRINT ID"), "{table}");
-        assert!(table.contains(groups[0]["fingerprint_id"].as_str().unwrap()), "{table}");
+        assert!(
+            table.contains(groups[0]["fingerprint_id"].as_str().unwrap()),
+            "{table}"
+        );
     }
 
     #[test]

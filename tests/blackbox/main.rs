@@ -4,6 +4,7 @@
 
 mod support;
 
+mod analyze;
 mod config_cli;
 mod grafana_api;
 mod grpc_verdicts;

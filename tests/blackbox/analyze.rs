@@ -1,0 +1,286 @@
+//! `faultline analyze`: captures written with the OpenTelemetry Python SDK's own OTLP
+//! encoder, laid out as the Collector's `file` exporter writes them (OTLP/JSON lines,
+//! length-prefixed protobuf) and as one raw protobuf request, give the verdicts the
+//! running service gives for the same spans, sent to it by the SDK's OTLP/HTTP exporter
+//! in the same run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{python, Faultline};
+
+/// The capture files and what the service said about the same spans.
+struct Captured {
+    dir: PathBuf,
+    failing: Vec<String>,
+    healthy: Vec<String>,
+    /// `GET /api/v1/verdicts/{id}` for each failing trace, in `failing` order.
+    served: Vec<Value>,
+    /// `GET /api/v1/fingerprints`.
+    fingerprints: Value,
+}
+
+impl Captured {
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Records the requests once (the script pauses between them) and stops the service.
+fn captured() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analyze-capture");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A short idle, well under the script's pause: each request is analysed before
+        // the next one starts, in the order `faultline analyze` uses.
+        let f = Faultline::start(&["--trace-idle", "300ms"]);
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/blackbox/py/capture_spans.py");
+        let out = Command::new(python())
+            .arg(script)
+            .arg(f.http_endpoint())
+            .arg(&dir)
+            .arg("1.0")
+            .output()
+            .expect("python capture");
+        assert!(
+            out.status.success(),
+            "capture failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids: Value =
+            serde_json::from_slice(out.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+        let list = |k: &str| -> Vec<String> {
+            ids[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let (failing, healthy) = (list("failing"), list("healthy"));
+        let served: Vec<Value> = failing.iter().map(|id| served_verdict(&f, id)).collect();
+        for id in &healthy {
+            assert_eq!(
+                f.get(&format!("/api/v1/verdicts/{id}")).status(),
+                404,
+                "healthy trace {id} has no verdict"
+            );
+        }
+        let fingerprints: Value = f.get("/api/v1/fingerprints").json().unwrap();
+        let (status, log) = f.terminate();
+        assert!(status.success(), "{log}");
+        Captured {
+            dir,
+            failing,
+            healthy,
+            served,
+            fingerprints,
+        }
+    })
+}
+
+fn served_verdict(f: &Faultline, trace_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = f.get(&format!("/api/v1/verdicts/{trace_id}"));
+        if resp.status() == 200 {
+            return resp.json().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no verdict for {trace_id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `faultline analyze ARGS`, feeding `stdin`.
+fn analyze(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("analyze")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start faultline analyze");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn analyze_file(file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![file.to_str().unwrap()];
+    args.extend(extra);
+    let out = analyze(&args, b"");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A verdict without what depends on when it was made: `analyzed_at`, and the time in
+/// "Fingerprint seen N times since <first occurrence>" (the service's clock reading,
+/// offline the end of the first trace).
+fn timeless(mut v: Value) -> Value {
+    let since = regex::Regex::new(r"since \d{4}-\d\d-\d\dT[0-9:.]+Z").unwrap();
+    v.as_object_mut().unwrap().remove("analyzed_at");
+    for e in v["evidence"].as_array_mut().unwrap() {
+        *e = Value::from(
+            since
+                .replace_all(e.as_str().unwrap(), "since T")
+                .into_owned(),
+        );
+    }
+    v
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_real_exporters_capture_gives_the_services_verdicts_in_every_layout() {
+    let c = captured();
+    assert_eq!((c.failing.len(), c.healthy.len()), (3, 1));
+    let classes: Vec<&str> = c
+        .served
+        .iter()
+        .map(|v| v["classification"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "late_dependency_failure",
+            "deterministic_handler_defect",
+            "deterministic_handler_defect"
+        ],
+        "the scenario means what it says"
+    );
+    assert!(
+        c.served[2]["evidence"]
+            .to_string()
+            .contains("failed 2 times"),
+        "the service added recurrence: {}",
+        c.served[2]
+    );
+    let expected: Vec<Value> = c.served.iter().cloned().map(timeless).collect();
+    for name in ["capture.jsonl", "capture.pb", "capture.raw.pb"] {
+        let offline = json_lines(&analyze_file(&c.file(name), &["--output", "json"]));
+        let ids: Vec<&str> = offline
+            .iter()
+            .map(|v| v["trace_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids, c.failing,
+            "{name}: one verdict per failing trace, in order"
+        );
+        let offline: Vec<Value> = offline.into_iter().map(timeless).collect();
+        for (o, s) in offline.iter().zip(&expected) {
+            assert_eq!(o, s, "{name}: trace {}", s["trace_id"]);
+        }
+    }
+    // The protobuf layout must really be the length-prefixed one.
+    let framed = std::fs::read(c.file("capture.pb")).unwrap();
+    assert_eq!(framed[0], 0, "starts with a big-endian length");
+}
+
+#[test]
+fn grouping_by_fingerprint_matches_the_fingerprints_endpoint() {
+    let c = captured();
+    let out = analyze_file(
+        &c.file("capture.pb"),
+        &["--group-by", "fingerprint", "--output", "json"],
+    );
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let strip = |body: &Value| -> Vec<Value> {
+        body["fingerprints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                let o = g.as_object_mut().unwrap();
+                o.remove("first_seen");
+                o.remove("last_seen");
+                g
+            })
+            .collect()
+    };
+    let groups = strip(&offline);
+    assert_eq!(groups, strip(&c.fingerprints));
+    let keyerror = groups
+        .iter()
+        .find(|g| g["fingerprint"].as_str().unwrap().starts_with("KeyError"))
+        .expect("the KeyError group");
+    assert_eq!(keyerror["count"], 2);
+
+    let table = analyze_file(&c.file("capture.jsonl"), &["--group-by", "fingerprint"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.starts_with("FINGERPRINT ID"), "{table}");
+    assert!(
+        table.contains(keyerror["fingerprint_id"].as_str().unwrap()),
+        "{table}"
+    );
+}
+
+#[test]
+fn standard_input_and_the_table_show_the_same_verdicts() {
+    let c = captured();
+    let capture = std::fs::read(c.file("capture.jsonl")).unwrap();
+    let from_stdin = analyze(&["-", "--output", "json"], &capture);
+    assert!(from_stdin.status.success());
+    let from_file = analyze_file(&c.file("capture.jsonl"), &["--output", "json"]);
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+
+    let table = analyze_file(&c.file("capture.jsonl"), &[]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 1 + c.failing.len(), "{table}");
+    assert!(lines[0].starts_with("TRACE ID"), "{table}");
+    for (line, (id, v)) in lines[1..].iter().zip(c.failing.iter().zip(&c.served)) {
+        assert!(line.starts_with(id.as_str()), "{table}");
+        assert!(
+            line.contains(v["classification"].as_str().unwrap()),
+            "{table}"
+        );
+    }
+    assert!(!table.contains('\x1b'), "no colours when not a terminal");
+}
+
+#[test]
+fn unreadable_input_fails_naming_the_file_and_the_line() {
+    let c = captured();
+    let missing = c.file("no-such-capture.jsonl");
+    let out = analyze(&[missing.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-capture.jsonl"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let capture = std::fs::read_to_string(c.file("capture.jsonl")).unwrap();
+    let mut lines = capture.lines();
+    let broken = format!(
+        "{}\n{}\n{{\"resourceSpans\": [}}\n",
+        lines.next().unwrap(),
+        lines.next().unwrap()
+    );
+    let path = c.file("broken.jsonl");
+    std::fs::write(&path, broken).unwrap();
+    let out = analyze(&[path.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.jsonl:3:"), "{err}");
+    assert!(out.stdout.is_empty());
+}
