@@ -57,12 +57,15 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start-up: the size of the service's variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (the default).
     Serve(ServeArgs),
     /// Analyse captured traces offline (OTLP/JSON lines or OTLP/protobuf files, `-` for
     /// standard input) and print the verdicts the service would give.
+    #[command(after_help = crate::offline::AFTER_HELP)]
     Analyze(crate::offline::AnalyzeArgs),
 }
 

@@ -48,6 +48,18 @@ pub const EXIT_UNREADABLE: u8 = 1;
 /// Exit status for a bad option value (clap uses it for usage errors too).
 pub const EXIT_USAGE: u8 = 2;
 
+/// The end of `faultline analyze --help`.
+pub const AFTER_HELP: &str = "\
+Output: `--output json` prints one verdict a line, oldest request first, each as \
+GET /api/v1/verdicts/{trace_id} returns it; with `--group-by fingerprint`, one \
+{\"fingerprints\": [...]} object as GET /api/v1/fingerprints returns it. `analyzed_at` is \
+the end of the trace's last span, so a capture always gives the same output. Counts and \
+warnings (spans skipped for invalid ids) go to standard error.
+
+Exit status: 0 when every input was read (with or without verdicts); 1 when an input \
+cannot be read or decoded (the message names the file and the line, or the byte offset \
+for protobuf); 2 for a bad option.";
+
 /// Options of `faultline analyze`.
 #[derive(Debug, Clone, Args)]
 pub struct AnalyzeArgs {
