@@ -295,6 +295,9 @@ impl Capture {
                         Ok(encoded) => {
                             self.add_encoded(input, Bytes::from(encoded), Position::Line(1))
                         }
+                        // The first line ended mid-value: the input is one document,
+                        // and its own error has the right line.
+                        Err(whole) if e.is_eof() => Err(json_error(1, whole)),
                         Err(_) => Err(json_error(line, e)),
                     };
                 }
@@ -949,6 +952,14 @@ mod tests {
         assert!(out.is_empty(), "nothing printed: {out}");
         assert!(err.contains("capture-0:4:"), "{err}");
         assert!(err.contains("not an OTLP/JSON trace request"), "{err}");
+    }
+
+    #[test]
+    fn an_error_in_a_pretty_printed_request_names_its_own_line() {
+        let text = "\n{\n  \"resourceSpans\": [\n    {\"scopeSpans\": 7}\n  ]\n}\n";
+        let (code, _, err) = analyze(&[text.as_bytes()], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE));
+        assert!(err.contains("capture-0:4:"), "{err}");
     }
 
     #[test]
