@@ -284,3 +284,171 @@ fn unreadable_input_fails_naming_the_file_and_the_line() {
     assert!(err.contains("broken.jsonl:3:"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// A fixture attribute map (`{"key": value}`) as OTLP attributes.
+fn attributes(map: &Value) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+    fn any(v: &Value) -> AnyValue {
+        let value = match v {
+            Value::String(s) => any_value::Value::StringValue(s.clone()),
+            Value::Bool(b) => any_value::Value::BoolValue(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => any_value::Value::IntValue(i),
+                None => any_value::Value::DoubleValue(n.as_f64().unwrap()),
+            },
+            Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
+                values: items.iter().map(any).collect(),
+            }),
+            other => panic!("unexpected fixture value {other}"),
+        };
+        AnyValue { value: Some(value) }
+    }
+    map.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(any(v)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The real SDK traces of tests/fixtures/traces, one OTLP request per trace (one
+/// `ResourceSpans` per span, which OTLP allows), oldest trace first.
+fn fixture_requests() -> Vec<(
+    String,
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+)> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+    let hex = |v: &Value| -> Vec<u8> {
+        let s = v.as_str().unwrap_or("");
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/traces");
+    let mut by_trace: std::collections::BTreeMap<String, (u64, Vec<ResourceSpans>)> =
+        Default::default();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let fixture: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for s in fixture["spans"].as_array().unwrap() {
+            let start = s["start_unix_nano"].as_u64().unwrap();
+            let span = Span {
+                trace_id: hex(&s["trace_id"]),
+                span_id: hex(&s["span_id"]),
+                parent_span_id: hex(&s["parent_span_id"]),
+                name: s["name"].as_str().unwrap().into(),
+                kind: s["kind"].as_i64().unwrap() as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: s["end_unix_nano"].as_u64().unwrap(),
+                attributes: attributes(&s["attributes"]),
+                events: s["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| span::Event {
+                        name: e["name"].as_str().unwrap().into(),
+                        time_unix_nano: e["time_unix_nano"].as_u64().unwrap(),
+                        attributes: attributes(&e["attributes"]),
+                        ..Default::default()
+                    })
+                    .collect(),
+                status: Some(Status {
+                    code: s["status"]["code"].as_i64().unwrap() as i32,
+                    message: s["status"]["message"].as_str().unwrap_or("").into(),
+                }),
+                ..Default::default()
+            };
+            let trace = by_trace
+                .entry(s["trace_id"].as_str().unwrap().to_string())
+                .or_insert((u64::MAX, Vec::new()));
+            trace.0 = trace.0.min(start);
+            trace.1.push(ResourceSpans {
+                resource: Some(Resource {
+                    attributes: attributes(&s["resource"]),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: s["scope"].as_str().unwrap_or("").into(),
+                        ..Default::default()
+                    }),
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+    }
+    let mut traces: Vec<(u64, String, Vec<ResourceSpans>)> = by_trace
+        .into_iter()
+        .map(|(id, (start, rs))| (start, id, rs))
+        .collect();
+    traces.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    traces
+        .into_iter()
+        .map(|(_, id, resource_spans)| (id, ExportTraceServiceRequest { resource_spans }))
+        .collect()
+}
+
+#[test]
+fn the_fixture_traces_get_the_services_verdicts_offline() {
+    let requests = fixture_requests();
+    assert!(requests.len() >= 30, "{} traces", requests.len());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analyze-fixtures");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl: String = requests
+        .iter()
+        .map(|(_, r)| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(dir.join("fixtures.jsonl"), &jsonl).unwrap();
+    let mut framed = Vec::new();
+    for (_, r) in &requests {
+        let b = prost::Message::encode_to_vec(r);
+        framed.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&b);
+    }
+    std::fs::write(dir.join("fixtures.pb"), &framed).unwrap();
+
+    let offline = json_lines(&analyze_file(
+        &dir.join("fixtures.jsonl"),
+        &["--output", "json"],
+    ));
+    let from_protobuf = analyze_file(&dir.join("fixtures.pb"), &["--output", "json"]);
+    assert_eq!(json_lines(&from_protobuf), offline);
+    let failing: std::collections::HashSet<&str> = offline
+        .iter()
+        .map(|v| v["trace_id"].as_str().unwrap())
+        .collect();
+    assert!(failing.len() >= 10, "{} failing traces", failing.len());
+
+    // The service gets the traces in the same order, each failing one analysed before
+    // the next is sent, so its cross-trace evidence builds up in the same order.
+    let f = Faultline::start(&["--trace-idle", "200ms"]);
+    let mut served = Vec::new();
+    for (id, request) in requests {
+        f.export_grpc(vec![request]);
+        if failing.contains(id.as_str()) {
+            served.push(served_verdict(&f, &id));
+        }
+    }
+    let listed: Value = f.get("/api/v1/verdicts?limit=1000").json().unwrap();
+    assert_eq!(
+        listed["verdicts"].as_array().unwrap().len(),
+        offline.len(),
+        "no verdict the offline analysis lacks"
+    );
+    assert_eq!(served.len(), offline.len());
+    for (o, s) in offline.into_iter().zip(served) {
+        assert_eq!(timeless(o), timeless(s));
+    }
+}
