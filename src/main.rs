@@ -16,9 +16,10 @@ fn main() -> std::process::ExitCode {
             return faultline::offline::run(
                 args,
                 &mut std::io::stdin().lock(),
-                &mut std::io::stdout().lock(),
+                // `run` flushes; unbuffered, stdout would write each line on its own.
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
                 &mut std::io::stderr(),
-            )
+            );
         }
         None => cli.serve,
     };
