@@ -47,7 +47,7 @@ fn captured() -> &'static Captured {
             .arg(script)
             .arg(f.http_endpoint())
             .arg(&dir)
-            .arg("1.0")
+            .arg("1.5")
             .output()
             .expect("python capture");
         assert!(
