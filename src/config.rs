@@ -68,6 +68,10 @@ pub enum Command {
     /// error start-up would and exits 2. Flags and `FAULTLINE_*` variables are ignored,
     /// so the verdict is about the file alone.
     CheckConfig(CheckConfigArgs),
+    /// Analyse captured traces offline (OTLP/JSON lines or OTLP/protobuf files, `-` for
+    /// standard input) and print the verdicts the service would give.
+    #[command(after_help = crate::offline::AFTER_HELP)]
+    Analyze(crate::offline::AnalyzeArgs),
 }
 
 /// Options of `faultline check-config`.

@@ -14,6 +14,7 @@ pub mod config;
 pub mod forward;
 pub mod ingest;
 pub mod model;
+pub mod offline;
 pub mod pipeline;
 pub mod store;
 pub mod synth;

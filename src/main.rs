@@ -13,6 +13,15 @@ fn main() -> std::process::ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::CheckConfig(check)) => return check_config(&check.file),
+        Some(Command::Analyze(args)) => {
+            return faultline::offline::run(
+                args,
+                &mut std::io::stdin().lock(),
+                // `run` flushes; unbuffered, stdout would write each line on its own.
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                &mut std::io::stderr(),
+            );
+        }
         None => cli.serve,
     };
     let config = match config::load(args) {

@@ -160,13 +160,22 @@ fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, IngestError> {
 pub fn decode(payload: Bytes, format: Format) -> Result<LiteExportRequest, IngestError> {
     let protobuf = match format {
         Format::Protobuf => payload,
-        Format::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&payload)
+        Format::Json => json_to_protobuf(&payload)
             .map_err(|e| IngestError::Malformed(format!("OTLP/JSON: {e}")))?
-            .encode_to_vec()
             .into(),
     };
     LiteExportRequest::decode(protobuf)
         .map_err(|e| IngestError::Malformed(format!("protobuf: {e}")))
+}
+
+/// Reads one OTLP/JSON `ExportTraceServiceRequest` (hex ids, 64-bit integers as strings
+/// or numbers, unknown fields ignored) and encodes it as protobuf: the one place JSON is
+/// read, shared by this receiver and `faultline analyze`.
+///
+/// # Errors
+/// The payload is not JSON, or not a trace request; the error has line and column.
+pub fn json_to_protobuf(payload: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    Ok(serde_json::from_slice::<ExportTraceServiceRequest>(payload)?.encode_to_vec())
 }
 
 fn error_response(err: &IngestError, format: Format) -> Response {

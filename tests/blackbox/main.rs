@@ -5,6 +5,7 @@
 mod downstream;
 mod support;
 
+mod analyze;
 mod check_config;
 mod config_cli;
 mod forward;

@@ -1,0 +1,1081 @@
+//! `faultline analyze FILE…`: the service's analysis, offline, on captured traces.
+//!
+//! Inputs are what the OpenTelemetry Collector's `file` exporter writes
+//! (exporter/fileexporter): with `format: json`, one OTLP/JSON `ExportTraceServiceRequest`
+//! a line; with `format: proto`, each encoded request preceded by its length as a 4-byte
+//! big-endian unsigned integer (`exportMessageAsBuffer` in its `file_writer.go`). A file
+//! holding one (pretty-printed) JSON request or one raw protobuf request is accepted too,
+//! gzip-compressed or not, and `-` is standard input. The format is told from the content
+//! (or forced with `--format`).
+//!
+//! Everything after reading is the service's own path, so a capture gets the verdicts the
+//! running service gives for the same spans: JSON through [`json_to_protobuf`], every
+//! request through [`LiteExportRequest::decode`] and [`convert_request`] (which rejects
+//! spans with bad ids, as `partial_success` does), each trace through [`materialize`] and
+//! [`analyze_trace`] with the same [`AnalysisConfig`], and every verdict through a
+//! [`VerdictStore`], which adds the cross-trace evidence (recurrence, first release). The
+//! differences are inherent to a capture: every span of a trace is there (no idle timer,
+//! no late spans), traces are analysed in the order their first span started (so the
+//! cross-trace evidence is reproducible), and a verdict's `analyzed_at` is the end of the
+//! trace's last span rather than the wall clock, so one capture always prints the same.
+//!
+//! Reading is all or nothing: the first input that cannot be read or decoded stops the
+//! command with a message naming the file and the line (JSON) or byte offset (protobuf),
+//! before anything is printed.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use prost::Message;
+
+use crate::analysis::{analyze_trace, AnalysisConfig, Verdict};
+use crate::assembly::BufferedSpan;
+use crate::config::{self, ServeArgs};
+use crate::ingest::convert::{convert_request, materialize, EntryRule};
+use crate::ingest::http::json_to_protobuf;
+use crate::ingest::lite::LiteExportRequest;
+use crate::model::{Trace, TraceId};
+use crate::store::fingerprints::FingerprintSummary;
+use crate::store::VerdictStore;
+
+/// Exit status when an input cannot be read or decoded.
+pub const EXIT_UNREADABLE: u8 = 1;
+/// Exit status for a bad option value (clap uses it for usage errors too).
+pub const EXIT_USAGE: u8 = 2;
+
+/// The end of `faultline analyze --help`.
+pub const AFTER_HELP: &str = "\
+Output: `--output json` prints one verdict a line, oldest request first, each as \
+GET /api/v1/verdicts/{trace_id} returns it; with `--group-by fingerprint`, one \
+{\"fingerprints\": [...]} object as GET /api/v1/fingerprints returns it. `analyzed_at` is \
+the end of the trace's last span, so a capture always gives the same output. Counts and \
+warnings (spans skipped for invalid ids) go to standard error.
+
+Exit status: 0 when every input was read (with or without verdicts); 1 when an input \
+cannot be read or decoded (the message names the file and the line, or the byte offset \
+for protobuf); 2 for a bad option.";
+
+/// Options of `faultline analyze`.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// Captured traces: OTLP/JSON lines or OTLP/protobuf (length-prefixed as the
+    /// Collector's file exporter writes them, or one raw request), optionally gzipped;
+    /// `-` reads standard input.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Input format; `auto` tells JSON from protobuf by the content.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub format: InputFormat,
+
+    /// `table`: aligned columns for a terminal; `json`: one verdict a line, each exactly
+    /// as `GET /api/v1/verdicts/{trace_id}` returns it (with `--group-by fingerprint`,
+    /// the `/api/v1/fingerprints` body).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Summarise the verdicts by exception fingerprint, like `/api/v1/fingerprints`.
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub group_by: Option<GroupBy>,
+
+    /// HTTP status that makes a SERVER span the entry of a failing request; repeat or
+    /// comma-separate for several [default: 500].
+    #[arg(
+        long,
+        env = "FAULTLINE_ERROR_STATUS",
+        value_name = "CODE",
+        value_delimiter = ','
+    )]
+    pub error_status: Vec<String>,
+
+    /// Attribute keys naming the tenant, in order of preference; repeat or
+    /// comma-separate [default: app.tenant,tenant.id,tenant].
+    #[arg(
+        long,
+        env = "FAULTLINE_TENANT_ATTRIBUTE",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub tenant_attribute: Vec<String>,
+}
+
+/// How an input is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// JSON when the first non-blank byte is `{`, protobuf otherwise.
+    Auto,
+    /// OTLP/JSON lines, or one JSON request.
+    Json,
+    /// Length-prefixed OTLP/protobuf requests, or one raw request.
+    Proto,
+}
+
+/// How verdicts are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns.
+    Table,
+    /// The API's JSON.
+    Json,
+}
+
+/// What `--group-by` summarises by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    /// Exception fingerprint.
+    Fingerprint,
+}
+
+/// An input that cannot be read or decoded. Each names the input and where in it.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Missing, unreadable, a directory, or a broken gzip stream.
+    #[error("{input}: cannot read: {source}")]
+    Read {
+        /// The file as given (`-` for standard input).
+        input: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A line (or the whole document) is not an OTLP/JSON trace request.
+    #[error("{input}:{line}:{column}: not an OTLP/JSON trace request: {message}")]
+    Json {
+        /// The file.
+        input: String,
+        /// 1-based line in the file.
+        line: usize,
+        /// 1-based column in that line.
+        column: usize,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// A protobuf message (or its length prefix) does not decode.
+    #[error("{input}: byte offset {offset}: not an OTLP/protobuf trace request: {message}")]
+    Protobuf {
+        /// The file.
+        input: String,
+        /// Offset of the message (or of its length prefix) in the decompressed input.
+        offset: usize,
+        /// The decoder's complaint.
+        message: String,
+    },
+}
+
+/// Where a request was read from, for error messages.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    Line(usize),
+    Offset(usize),
+}
+
+/// The spans of one trace, as the service's buffer holds them.
+#[derive(Default)]
+struct TraceSpans {
+    spans: Vec<BufferedSpan>,
+    has_entry_candidate: bool,
+}
+
+/// Counts of what was read, for the closing summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Export requests read.
+    pub requests: usize,
+    /// Usable spans.
+    pub spans: usize,
+    /// Spans rejected for bad ids (the service's `partial_success`).
+    pub rejected: usize,
+    /// The first rejection's reason.
+    pub first_problem: Option<String>,
+}
+
+/// Spans of every input, grouped by trace id.
+pub struct Capture {
+    rule: EntryRule,
+    traces: HashMap<TraceId, TraceSpans>,
+    stats: ReadStats,
+}
+
+/// The outcome of analysing a capture.
+pub struct Analysis {
+    /// Every verdict, in analysis order, with the store's cross-trace evidence.
+    pub verdicts: Vec<Arc<Verdict>>,
+    /// The store they went through (for `--group-by fingerprint`).
+    pub store: VerdictStore,
+    /// Traces in the capture.
+    pub traces: usize,
+    /// Spans skipped because their bytes do not decode.
+    pub corrupt_spans: usize,
+}
+
+impl Capture {
+    /// An empty capture whose entry pre-check uses `cfg`'s error statuses, as ingest does.
+    pub fn new(cfg: &AnalysisConfig) -> Self {
+        Capture {
+            rule: EntryRule {
+                error_statuses: cfg.error_statuses.clone(),
+            },
+            traces: HashMap::new(),
+            stats: ReadStats::default(),
+        }
+    }
+
+    /// What was read so far.
+    pub fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// Adds one input's content (gzip-compressed or not), named `input` in errors.
+    ///
+    /// # Errors
+    /// [`InputError`] naming the line or byte offset that does not decode; spans added
+    /// from earlier requests of the input stay.
+    pub fn add(
+        &mut self,
+        input: &str,
+        content: Vec<u8>,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
+        let content = if content.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&content[..])
+                .read_to_end(&mut out)
+                .map_err(|source| InputError::Read {
+                    input: input.to_string(),
+                    source,
+                })?;
+            out
+        } else {
+            content
+        };
+        let json = match format {
+            InputFormat::Json => true,
+            InputFormat::Proto => false,
+            InputFormat::Auto => looks_like_json(&content),
+        };
+        if json {
+            self.add_json(input, &content)
+        } else {
+            self.add_protobuf(input, Bytes::from(content))
+        }
+    }
+
+    /// OTLP/JSON lines; when the first request does not fit on its line, the whole input
+    /// as one (pretty-printed) request.
+    fn add_json(&mut self, input: &str, content: &[u8]) -> Result<(), InputError> {
+        let json_error = |line: usize, e: serde_json::Error| {
+            // serde_json appends "at line L column C"; the position is reported in the
+            // file's terms instead.
+            let text = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            InputError::Json {
+                input: input.to_string(),
+                line: line + e.line().saturating_sub(1),
+                column: e.column(),
+                message: text.strip_suffix(&suffix).unwrap_or(&text).to_string(),
+            }
+        };
+        let mut first = true;
+        for (index, raw) in content.split(|&b| b == b'\n').enumerate() {
+            let line = index + 1;
+            let text = raw.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            match json_to_protobuf(text) {
+                Ok(encoded) => {
+                    self.add_encoded(input, Bytes::from(encoded), Position::Line(line))?
+                }
+                Err(e) if first => {
+                    return match json_to_protobuf(content) {
+                        Ok(encoded) => {
+                            self.add_encoded(input, Bytes::from(encoded), Position::Line(1))
+                        }
+                        // The first line ended mid-value: the input is one document,
+                        // and its own error has the right line.
+                        Err(whole) if e.is_eof() => Err(json_error(1, whole)),
+                        Err(_) => Err(json_error(line, e)),
+                    };
+                }
+                Err(e) => return Err(json_error(line, e)),
+            }
+            first = false;
+        }
+        Ok(())
+    }
+
+    /// Length-prefixed requests (the Collector's `format: proto`), or one raw request.
+    /// A non-empty raw request starts with the tag of field 1 (`0x0a`); a length prefix
+    /// starts with `0x00` for any message under 16 MiB, so the first byte tells them apart.
+    fn add_protobuf(&mut self, input: &str, content: Bytes) -> Result<(), InputError> {
+        if content.is_empty() {
+            return Ok(());
+        }
+        if content[0] == 0x0a {
+            return self.add_encoded(input, content, Position::Offset(0));
+        }
+        let mut offset = 0;
+        while offset < content.len() {
+            let Some(prefix) = content.get(offset..offset + 4) else {
+                return Err(InputError::Protobuf {
+                    input: input.to_string(),
+                    offset,
+                    message: format!(
+                        "{} trailing bytes are too short for a 4-byte length prefix (truncated capture?)",
+                        content.len() - offset
+                    ),
+                });
+            };
+            // Four bytes by the slice above.
+            let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+            let start = offset + 4;
+            if content.len() - start < len {
+                return Err(InputError::Protobuf {
+                    input: input.to_string(),
+                    offset,
+                    message: format!(
+                        "the length prefix announces {len} bytes but only {} follow (truncated capture, or not length-prefixed)",
+                        content.len() - start
+                    ),
+                });
+            }
+            self.add_encoded(
+                input,
+                content.slice(start..start + len),
+                Position::Offset(start),
+            )?;
+            offset = start + len;
+        }
+        Ok(())
+    }
+
+    /// One encoded request through the service's decoding and conversion.
+    fn add_encoded(&mut self, input: &str, encoded: Bytes, at: Position) -> Result<(), InputError> {
+        let fail = |message: String| match at {
+            Position::Line(line) => InputError::Json {
+                input: input.to_string(),
+                line,
+                column: 1,
+                message,
+            },
+            Position::Offset(offset) => InputError::Protobuf {
+                input: input.to_string(),
+                offset,
+                message,
+            },
+        };
+        let lite = LiteExportRequest::decode(encoded).map_err(|e| fail(e.to_string()))?;
+        let converted = convert_request(lite, &self.rule).map_err(|e| fail(e.to_string()))?;
+        self.stats.requests += 1;
+        self.stats.spans += converted.spans.len();
+        self.stats.rejected += converted.rejected;
+        if self.stats.first_problem.is_none() {
+            self.stats.first_problem = converted
+                .first_problem
+                .map(|p| format!("{input} ({}): {p}", describe(at)));
+        }
+        for (trace_id, span) in converted.spans {
+            let t = self.traces.entry(trace_id).or_default();
+            t.has_entry_candidate |= span.entry_candidate;
+            t.spans.push(span);
+        }
+        Ok(())
+    }
+
+    /// Analyses every trace holding a failing entry, oldest first (by the start of its
+    /// earliest span, then trace id), through one [`VerdictStore`].
+    pub fn analyze(self, cfg: &AnalysisConfig) -> Analysis {
+        let traces = self.traces.len();
+        let mut corrupt_spans = 0;
+        // Healthy traces are skipped unmaterialised, as the service skips them.
+        let mut failing: Vec<Trace> = self
+            .traces
+            .into_iter()
+            .filter(|(_, t)| t.has_entry_candidate)
+            .map(|(id, t)| {
+                let m = materialize(id, &t.spans);
+                corrupt_spans += m.corrupt.len();
+                m.trace
+            })
+            .collect();
+        let first_start = |t: &Trace| t.spans.iter().map(|s| s.start_unix_nano).min();
+        failing.sort_by(|a, b| {
+            first_start(a)
+                .cmp(&first_start(b))
+                .then_with(|| a.trace_id.cmp(&b.trace_id))
+        });
+        // Verdicts are collected here as they are made; the store only needs to hold the
+        // fingerprint groups, which its retention does not limit.
+        let store = VerdictStore::new(1);
+        let mut verdicts = Vec::new();
+        for trace in &failing {
+            let ended = trace
+                .spans
+                .iter()
+                .map(|s| s.end_unix_nano)
+                .max()
+                .unwrap_or(0);
+            verdicts.extend(store.record(analyze_trace(trace, cfg, ended)));
+        }
+        Analysis {
+            verdicts,
+            store,
+            traces,
+            corrupt_spans,
+        }
+    }
+}
+
+/// JSON when the first byte that is not blank is `{` (or there is none), unless the
+/// whole input decodes as one raw protobuf request: that starts with `0x0a`, a newline,
+/// and its length byte can be `{` (123).
+fn looks_like_json(content: &[u8]) -> bool {
+    let Some(&first) = content.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return true;
+    };
+    first == b'{' && !(content[0] == 0x0a && LiteExportRequest::decode(content).is_ok())
+}
+
+fn describe(at: Position) -> String {
+    match at {
+        Position::Line(l) => format!("line {l}"),
+        Position::Offset(o) => format!("byte offset {o}"),
+    }
+}
+
+/// Runs `faultline analyze`: reads every input (a path, or `-` for `stdin`), analyses,
+/// prints to `stdout`, and reports counts and problems on `stderr`. Returns the exit
+/// status: 0 (also when there are no verdicts), [`EXIT_UNREADABLE`] when an input cannot
+/// be read or decoded, [`EXIT_USAGE`] for a bad option value.
+pub fn run(
+    args: AnalyzeArgs,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    // The analysis options are validated exactly as the service validates them.
+    let cfg = match config::resolve(ServeArgs {
+        error_status: args.error_status.clone(),
+        tenant_attribute: args.tenant_attribute.clone(),
+        ..ServeArgs::default()
+    }) {
+        Ok(c) => c.analysis,
+        Err(e) => {
+            let _ = writeln!(stderr, "faultline analyze: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut capture = Capture::new(&cfg);
+    for file in &args.files {
+        let (name, content) = if file.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            ("-".to_string(), stdin.read_to_end(&mut buf).map(|_| buf))
+        } else {
+            (file.display().to_string(), std::fs::read(file))
+        };
+        let added = content
+            .map_err(|source| InputError::Read {
+                input: name.clone(),
+                source,
+            })
+            .and_then(|c| capture.add(&name, c, args.format));
+        if let Err(e) = added {
+            let _ = writeln!(stderr, "faultline analyze: {e}");
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+    }
+    let stats = capture.stats().clone();
+    let analysis = capture.analyze(&cfg);
+    let printed = match (args.group_by, args.output) {
+        (None, OutputFormat::Json) => print_json_lines(&analysis.verdicts, stdout),
+        (None, OutputFormat::Table) => print_verdict_table(&analysis.verdicts, stdout),
+        (Some(GroupBy::Fingerprint), format) => {
+            let groups = analysis
+                .store
+                .fingerprints(None, crate::store::fingerprints::MAX_GROUPS);
+            match format {
+                OutputFormat::Json => serde_json::to_writer(
+                    &mut *stdout,
+                    &serde_json::json!({ "fingerprints": groups }),
+                )
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(stdout)),
+                OutputFormat::Table => print_fingerprint_table(&groups, stdout),
+            }
+        }
+    }
+    .and_then(|()| stdout.flush());
+    match printed {
+        Ok(()) => {}
+        // `faultline analyze … | head` is not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(stderr, "faultline analyze: cannot write the output: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let _ = write_summary(&stats, &analysis, stderr);
+    ExitCode::SUCCESS
+}
+
+fn write_summary(stats: &ReadStats, a: &Analysis, stderr: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        stderr,
+        "faultline analyze: {} spans in {} traces from {} requests; {} verdicts",
+        stats.spans,
+        a.traces,
+        stats.requests,
+        a.verdicts.len()
+    )?;
+    if stats.rejected > 0 {
+        writeln!(
+            stderr,
+            "faultline analyze: warning: skipped {} spans with invalid ids; first: {}",
+            stats.rejected,
+            stats.first_problem.as_deref().unwrap_or("?")
+        )?;
+    }
+    if a.corrupt_spans > 0 {
+        writeln!(
+            stderr,
+            "faultline analyze: warning: skipped {} spans whose bytes do not decode",
+            a.corrupt_spans
+        )?;
+    }
+    Ok(())
+}
+
+/// One verdict a line, each serialised exactly as the API serialises it.
+fn print_json_lines(verdicts: &[Arc<Verdict>], out: &mut dyn Write) -> io::Result<()> {
+    for v in verdicts {
+        serde_json::to_writer(&mut *out, &**v)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Longest cell shown in a table; the JSON output has the full text.
+const MAX_CELL: usize = 60;
+
+/// One table cell: control characters flattened (a tab or newline would break the
+/// columns) and long text cut with an ellipsis.
+fn cell(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() <= MAX_CELL {
+        flat.to_string()
+    } else {
+        let mut cut: String = flat.chars().take(MAX_CELL - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// Writes rows as columns separated by two spaces, padded to each column's widest cell
+/// (the last column is not padded).
+fn write_table(rows: &[Vec<String>], out: &mut dyn Write) -> io::Result<()> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, c) in row.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < row.len() {
+                let pad = widths[i] - c.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_verdict_table(verdicts: &[Arc<Verdict>], out: &mut dyn Write) -> io::Result<()> {
+    let mut rows = vec![[
+        "TRACE ID",
+        "CLASSIFICATION",
+        "CONF",
+        "ENTRY",
+        "BLAME",
+        "SHARE",
+        "ORIGIN",
+        "FINGERPRINT",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for v in verdicts {
+        let (blame, share) = match &v.blame {
+            Some(b) => (
+                cell(&format!("{} {}", b.service, b.name)),
+                format!("{:.0}%", b.share * 100.0),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let origin = match &v.origin {
+            Some(o) => cell(&format!("{} {}: {}", o.service, o.name, o.error)),
+            None => "-".into(),
+        };
+        rows.push(vec![
+            v.trace_id.clone(),
+            v.classification.as_str().to_string(),
+            format!("{:.2}", v.confidence),
+            cell(&format!(
+                "{} {} {}",
+                v.entry.service, v.entry.route, v.entry.status_code
+            )),
+            blame,
+            share,
+            origin,
+            v.fingerprint_id.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    write_table(&rows, out)
+}
+
+fn print_fingerprint_table(groups: &[FingerprintSummary], out: &mut dyn Write) -> io::Result<()> {
+    let mut rows = vec![[
+        "FINGERPRINT ID",
+        "COUNT",
+        "CLASSIFICATION",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "ROUTES",
+        "FINGERPRINT",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for g in groups {
+        let routes: Vec<&str> = g.routes.iter().map(|r| r.value.as_str()).collect();
+        rows.push(vec![
+            g.fingerprint_id.clone(),
+            g.count.to_string(),
+            g.classification.as_str().to_string(),
+            g.first_seen.clone(),
+            g.last_seen.clone(),
+            cell(&routes.join(", ")),
+            cell(&g.fingerprint),
+        ]);
+    }
+    write_table(&rows, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::synth::{Generator, SynthConfig};
+
+    /// Four requests of 5 synthetic traces each, about half of them failing, and three
+    /// failing requests with the same KeyError, the last one before the others.
+    fn requests() -> Vec<ExportTraceServiceRequest> {
+        let mut g = Generator::new(SynthConfig {
+            error_ratio: 0.5,
+            seed: 7,
+            ..Default::default()
+        });
+        let mut reqs: Vec<_> = (0..4).map(|_| g.next_request()).collect();
+        reqs.extend([failing(0xa1, 100), failing(0xa2, 200), failing(0xa3, 50)]);
+        reqs
+    }
+
+    const PY_STACK: &str = "Traceback (most recent call last):\n  File \"/srv/app/orders.py\", line 41, in checkout\n    total = cart['sku']\nKeyError: 'sku'\n";
+
+    /// One failing request: a SERVER span answering 500 with a KeyError, whose CLIENT
+    /// child succeeded; starting at `start` seconds.
+    fn failing(trace: u8, start: u64) -> ExportTraceServiceRequest {
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value as V, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+        let kv = |k: &str, v: V| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let t0 = start * 1_000_000_000;
+        let server = Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![1; 8],
+            name: "POST /checkout".into(),
+            kind: 2,
+            start_time_unix_nano: t0,
+            end_time_unix_nano: t0 + 50_000_000,
+            attributes: vec![
+                kv("http.route", V::StringValue("/checkout".into())),
+                kv("http.response.status_code", V::IntValue(500)),
+            ],
+            events: vec![span::Event {
+                name: "exception".into(),
+                time_unix_nano: t0 + 40_000_000,
+                attributes: vec![
+                    kv("exception.type", V::StringValue("KeyError".into())),
+                    kv("exception.message", V::StringValue("'sku'".into())),
+                    kv("exception.stacktrace", V::StringValue(PY_STACK.into())),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let client = Span {
+            span_id: vec![2; 8],
+            parent_span_id: vec![1; 8],
+            name: "GET".into(),
+            kind: 3,
+            start_time_unix_nano: t0 + 5_000_000,
+            end_time_unix_nano: t0 + 30_000_000,
+            attributes: vec![kv("http.response.status_code", V::IntValue(200))],
+            ..server.clone()
+        };
+        let client = Span {
+            events: vec![],
+            ..client
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", V::StringValue("orders".into())),
+                        kv("service.version", V::StringValue("1.2.3".into())),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![server, client],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn json_lines(reqs: &[ExportTraceServiceRequest]) -> Vec<u8> {
+        reqs.iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    fn length_prefixed(reqs: &[ExportTraceServiceRequest]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in reqs {
+            let b = r.encode_to_vec();
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// Runs the command on `inputs` (file contents; `-` reads `stdin`) and returns
+    /// (exit status, stdout, stderr).
+    fn analyze(inputs: &[&[u8]], stdin: &[u8], extra: &[&str]) -> (ExitCode, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv: Vec<String> = vec!["analyze".into()];
+        for (n, content) in inputs.iter().enumerate() {
+            let path = dir.path().join(format!("capture-{n}"));
+            std::fs::write(&path, content).unwrap();
+            argv.push(path.display().to_string());
+        }
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let cli = <crate::config::Cli as clap::Parser>::try_parse_from(
+            std::iter::once("faultline".to_string()).chain(argv),
+        )
+        .unwrap();
+        let Some(crate::config::Command::Analyze(args)) = cli.command else {
+            panic!("not the analyze subcommand");
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(args, &mut &stdin[..], &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn verdict_lines(stdout: &str) -> Vec<Value> {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_input_layout_gives_the_same_verdicts() {
+        let reqs = requests();
+        let (code, lines, err) = analyze(&[&json_lines(&reqs)], b"", &["--output", "json"]);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        let expected = verdict_lines(&lines);
+        assert!(expected.len() >= 3, "{lines}\n{err}");
+        let pretty: Vec<u8> = {
+            // One request per file, pretty-printed, to check the whole-document reading.
+            let merged = ExportTraceServiceRequest {
+                resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
+            };
+            serde_json::to_string_pretty(&merged).unwrap().into_bytes()
+        };
+        let raw = ExportTraceServiceRequest {
+            resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
+        }
+        .encode_to_vec();
+        for (what, content) in [
+            ("length-prefixed protobuf", length_prefixed(&reqs)),
+            ("raw protobuf", raw),
+            ("pretty-printed JSON", pretty),
+            ("gzipped JSON lines", gzip(&json_lines(&reqs))),
+        ] {
+            let (code, out, err) = analyze(&[&content], b"", &["--output", "json"]);
+            assert_eq!(code, ExitCode::SUCCESS, "{what}: {err}");
+            assert_eq!(verdict_lines(&out), expected, "{what}");
+        }
+        // Spread over two inputs, one of them standard input, in the other order.
+        let (code, out, err) = analyze(
+            &[&length_prefixed(&reqs[2..])],
+            &json_lines(&reqs[..2]),
+            &["-", "--output", "json"],
+        );
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        assert_eq!(verdict_lines(&out), expected, "split inputs");
+    }
+
+    #[test]
+    fn the_offline_verdicts_are_the_analysis_stages_verdicts() {
+        use crate::pipeline::{AnalysisStage, TraceSink};
+        let reqs = requests();
+        let cfg = AnalysisConfig::default();
+        let mut capture = Capture::new(&cfg);
+        capture
+            .add("capture", length_prefixed(&reqs), InputFormat::Auto)
+            .unwrap();
+        let offline = capture.analyze(&cfg);
+
+        // The service's stage, fed the same traces in the same order.
+        let store = Arc::new(VerdictStore::new(1000));
+        let mut stage = AnalysisStage::new(
+            cfg.clone(),
+            Arc::clone(&store),
+            crate::telemetry::metrics::Metrics::default(),
+        );
+        let rule = EntryRule::default();
+        let mut by_trace: HashMap<TraceId, Vec<BufferedSpan>> = HashMap::new();
+        for r in &reqs {
+            let lite = LiteExportRequest::decode(Bytes::from(r.encode_to_vec())).unwrap();
+            for (id, s) in convert_request(lite, &rule).unwrap().spans {
+                by_trace.entry(id).or_default().push(s);
+            }
+        }
+        for v in &offline.verdicts {
+            let id = TraceId::from_hex(&v.trace_id).unwrap();
+            let spans = by_trace.remove(&id).unwrap();
+            stage.handle(crate::assembly::CompletedTrace {
+                trace_id: id,
+                has_entry_candidate: spans.iter().any(|s| s.entry_candidate),
+                spans,
+                trigger: crate::telemetry::metrics::Trigger::Idle,
+            });
+            let served = store.get(&v.trace_id).unwrap();
+            let strip = |v: &Verdict| {
+                let mut j = serde_json::to_value(v).unwrap();
+                j["analyzed_at"] = Value::Null;
+                // "Fingerprint seen N times since <first analysis time>".
+                for e in j["evidence"].as_array_mut().unwrap() {
+                    let s = e.as_str().unwrap().to_string();
+                    if let Some((head, tail)) = s.split_once(" since ") {
+                        let rest = tail.split_once(',').map_or("", |(_, r)| r);
+                        *e = Value::from(format!("{head} since T,{rest}"));
+                    }
+                }
+                j
+            };
+            assert_eq!(strip(v), strip(&served), "trace {}", v.trace_id);
+        }
+        assert!(
+            offline
+                .verdicts
+                .iter()
+                .any(|v| v.evidence.iter().any(|e| e.contains("Fingerprint seen"))),
+            "the store's cross-trace evidence is there"
+        );
+    }
+
+    #[test]
+    fn traces_are_analysed_oldest_first_whatever_the_input_order() {
+        let mut reqs = requests();
+        let (_, forward, _) = analyze(&[&json_lines(&reqs)], b"", &["--output", "json"]);
+        reqs.reverse();
+        let (_, backward, _) = analyze(&[&json_lines(&reqs)], b"", &["--output", "json"]);
+        assert_eq!(forward, backward);
+        let keyerrors: Vec<String> = verdict_lines(&forward)
+            .into_iter()
+            .filter(|v| v["entry"]["route"] == "/checkout")
+            .map(|v| v["trace_id"].as_str().unwrap().to_string())
+            .collect();
+        let id = |b: u8| TraceId([b; 16]).to_string();
+        assert_eq!(keyerrors, [id(0xa3), id(0xa1), id(0xa2)], "by start time");
+        let last = verdict_lines(&forward)
+            .into_iter()
+            .find(|v| v["trace_id"] == id(0xa2))
+            .unwrap();
+        let evidence = last["evidence"].to_string();
+        assert!(
+            evidence.contains("failed 3 times on route /checkout"),
+            "{evidence}"
+        );
+    }
+
+    #[test]
+    fn a_bad_json_line_is_named_with_its_file_and_line() {
+        let good = json_lines(&requests()[..2]);
+        let content = [&good[..], b"\n{\"resourceSpans\": [oops]}\n"].concat();
+        let (code, out, err) = analyze(&[&content], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE));
+        assert!(out.is_empty(), "nothing printed: {out}");
+        assert!(err.contains("capture-0:4:"), "{err}");
+        assert!(err.contains("not an OTLP/JSON trace request"), "{err}");
+    }
+
+    #[test]
+    fn an_error_in_a_pretty_printed_request_names_its_own_line() {
+        let text = "\n{\n  \"resourceSpans\": [\n    {\"scopeSpans\": 7}\n  ]\n}\n";
+        let (code, _, err) = analyze(&[text.as_bytes()], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE));
+        assert!(err.contains("capture-0:4:"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_protobuf_capture_names_the_offset() {
+        let full = length_prefixed(&requests()[..2]);
+        let first_len = 4 + u32::from_be_bytes(full[..4].try_into().unwrap()) as usize;
+        let (code, _, err) = analyze(&[&full[..full.len() - 10]], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE));
+        assert!(err.contains(&format!("byte offset {first_len}")), "{err}");
+        assert!(err.contains("truncated"), "{err}");
+        // Garbage inside a frame: the message's own offset.
+        let mut bad = full.clone();
+        bad[4] = 0xff;
+        let (code, _, err) = analyze(&[&bad], b"", &["--format", "proto"]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE));
+        assert!(err.contains("byte offset 4:"), "{err}");
+    }
+
+    #[test]
+    fn spans_with_bad_ids_are_skipped_with_a_warning_not_an_error() {
+        let mut reqs = requests();
+        reqs[0].resource_spans[0].scope_spans[0].spans[0].span_id = vec![0; 8];
+        let (code, _, err) = analyze(&[&json_lines(&reqs)], b"", &[]);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        assert!(err.contains("skipped 1 spans with invalid ids"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_healthy_or_empty_capture_has_no_verdicts_and_succeeds() {
+        let healthy = Generator::new(SynthConfig {
+            error_ratio: 0.0,
+            ..Default::default()
+        })
+        .next_request();
+        let (code, out, err) = analyze(
+            &[&json_lines(&[healthy]), b"", b"\n\n"],
+            b"",
+            &["--output", "json"],
+        );
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        assert_eq!(out, "");
+        assert!(err.contains("0 verdicts"), "{err}");
+    }
+
+    #[test]
+    fn the_table_has_a_header_and_one_aligned_row_per_verdict() {
+        let (code, out, _) = analyze(&[&json_lines(&requests())], b"", &[]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("TRACE ID"), "{out}");
+        let column = lines[0].find("CLASSIFICATION").unwrap();
+        for row in &lines[1..] {
+            assert_eq!(&row[32..column], " ".repeat(column - 32), "{out}");
+            assert!(
+                row[column..].starts_with("deterministic_handler_defect")
+                    || row[column..].starts_with("late_dependency_failure")
+                    || row[column..].starts_with("inconclusive"),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn grouping_by_fingerprint_gives_the_fingerprints_body() {
+        let (code, out, _) = analyze(
+            &[&json_lines(&requests())],
+            b"",
+            &["--group-by", "fingerprint", "--output", "json"],
+        );
+        assert_eq!(code, ExitCode::SUCCESS);
+        let body: Value = serde_json::from_str(&out).unwrap();
+        let groups = body["fingerprints"].as_array().unwrap();
+        assert!(!groups.is_empty());
+        assert!(groups[0]["count"].as_u64().unwrap() >= 2, "{out}");
+        let (_, table, _) = analyze(
+            &[&json_lines(&requests())],
+            b"",
+            &["--group-by", "fingerprint"],
+        );
+        assert!(table.starts_with("FINGERPRINT ID"), "{table}");
+        assert!(
+            table.contains(groups[0]["fingerprint_id"].as_str().unwrap()),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_bad_error_status_is_a_usage_error_naming_the_option() {
+        let (code, _, err) = analyze(&[b""], b"", &["--error-status", "5xx"]);
+        assert_eq!(code, ExitCode::from(EXIT_USAGE));
+        assert!(err.contains("--error-status"), "{err}");
+    }
+
+    #[test]
+    fn a_raw_protobuf_request_whose_length_byte_reads_as_a_brace_is_protobuf() {
+        use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+        // A 123-byte ResourceSpans: the encoding starts "\n{", which looks like JSON.
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                schema_url: "x".repeat(121),
+                ..Default::default()
+            }],
+        };
+        let bytes = req.encode_to_vec();
+        assert_eq!(&bytes[..2], b"\n{");
+        let (code, _, err) = analyze(&[&bytes], b"", &[]);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        assert!(err.contains("from 1 requests"), "{err}");
+    }
+
+    #[test]
+    fn table_cells_are_flat_and_bounded() {
+        assert_eq!(cell("a\tb\nc"), "a b c");
+        let long = "x".repeat(200);
+        assert_eq!(cell(&long).chars().count(), MAX_CELL);
+        assert!(cell(&long).ends_with('…'));
+    }
+}
