@@ -61,6 +61,9 @@ struct Shared {
     spans: Vec<Received>,
     requests: usize,
     refused_requests: usize,
+    /// `authorization` header of the last request, and whether it was gzipped.
+    last_authorization: Option<String>,
+    last_gzip: bool,
 }
 
 /// The receiver. Dropping it stops the server.
@@ -106,12 +109,19 @@ impl TraceService for Grpc {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         use tonic_types::{ErrorDetails, StatusExt};
-        let behaviour = self
-            .0
-            .lock()
-            .unwrap()
-            .behaviour
-            .unwrap_or(Behaviour::Accept);
+        let behaviour = {
+            let mut s = self.0.lock().unwrap();
+            s.last_authorization = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            s.last_gzip = request
+                .metadata()
+                .get("grpc-encoding")
+                .is_some_and(|v| v == "gzip");
+            s.behaviour.unwrap_or(Behaviour::Accept)
+        };
         match behaviour {
             Behaviour::Accept => {
                 record(&self.0, request.into_inner());
@@ -139,11 +149,15 @@ async fn http_export(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let behaviour = shared
-        .lock()
-        .unwrap()
-        .behaviour
-        .unwrap_or(Behaviour::Accept);
+    let behaviour = {
+        let mut s = shared.lock().unwrap();
+        s.last_authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        s.last_gzip = headers.get("content-encoding").is_some_and(|v| v == "gzip");
+        s.behaviour.unwrap_or(Behaviour::Accept)
+    };
     match behaviour {
         Behaviour::Accept => {
             let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
@@ -274,6 +288,12 @@ impl Downstream {
 
     pub fn set(&self, behaviour: Behaviour) {
         self.shared.lock().unwrap().behaviour = Some(behaviour);
+    }
+
+    /// The `authorization` header of the last request and whether its body was gzipped.
+    pub fn last_request_headers(&self) -> (Option<String>, bool) {
+        let s = self.shared.lock().unwrap();
+        (s.last_authorization.clone(), s.last_gzip)
     }
 
     pub fn spans(&self) -> Vec<Received> {

@@ -46,6 +46,10 @@ fn passthrough_forwards_every_span_at_once_with_its_resource_scope_and_attribute
     let f = Faultline::start(&[
         "--forward-endpoint",
         &d.endpoint(),
+        "--forward-header",
+        "authorization=Bearer s3cret",
+        "--forward-compression",
+        "gzip",
         "--trace-idle",
         "1h",
         "--trace-max-age",
@@ -54,6 +58,11 @@ fn passthrough_forwards_every_span_at_once_with_its_resource_scope_and_attribute
     let (_, sent) = python_send("grpc", &f.grpc_endpoint(), 20, 5, false);
     assert_eq!(sent, 100);
     assert_exactly_once(&d, 100);
+    assert_eq!(
+        d.last_request_headers(),
+        (Some("Bearer s3cret".to_string()), true),
+        "headers and gzip"
+    );
     for s in d.spans() {
         assert_eq!(
             str_value(s.resource_attr("service.name")),
@@ -90,6 +99,10 @@ fn annotate_marks_entry_and_blame_spans_with_the_verdict_and_leaves_healthy_trac
         "http",
         "--forward-mode",
         "annotate",
+        "--forward-header",
+        "authorization=Bearer s3cret",
+        "--forward-compression",
+        "gzip",
         "--trace-idle",
         "300ms",
     ]);
@@ -97,6 +110,11 @@ fn annotate_marks_entry_and_blame_spans_with_the_verdict_and_leaves_healthy_trac
     let total = sent["spans"].as_u64().unwrap() as usize;
     assert_eq!(total, 16);
     assert_exactly_once(&d, total);
+    assert_eq!(
+        d.last_request_headers(),
+        (Some("Bearer s3cret".to_string()), true),
+        "headers and gzip over HTTP"
+    );
     let spans = d.spans();
     let by_id: HashMap<&str, _> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     for failing in sent["failing"].as_array().unwrap() {
