@@ -26,6 +26,24 @@ pub enum ConfigError {
         /// Why it was refused.
         reason: String,
     },
+    /// An option that another option needs was not given.
+    #[error("missing --{option}: {reason}")]
+    Missing {
+        /// The missing option's flag name, without dashes.
+        option: &'static str,
+        /// Which option needs it.
+        reason: String,
+    },
+    /// A file named by an option (a certificate, a key, a token file) cannot be used.
+    #[error("--{option} {}: {reason}", path.display())]
+    File {
+        /// The option's flag name, without dashes.
+        option: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The `--config` file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -171,6 +189,67 @@ pub struct ServeArgs {
     /// [default: 60s].
     #[arg(long, env = "FAULTLINE_OTLP_METRICS_INTERVAL", value_name = "DURATION")]
     pub otlp_metrics_interval: Option<String>,
+
+    /// TLS certificate chain (PEM) for every listener that has no certificate of its own;
+    /// needs --tls-key-file [default: plain text].
+    #[arg(long, env = "FAULTLINE_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --tls-cert-file.
+    #[arg(long, env = "FAULTLINE_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to: mutual TLS on every
+    /// TLS listener that has no client CA of its own [default: no client certificates].
+    #[arg(long, env = "FAULTLINE_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) of the OTLP/gRPC listener [default: --tls-cert-file].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_TLS_CERT_FILE", value_name = "FILE")]
+    pub otlp_grpc_tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the OTLP/gRPC listener [default: --tls-key-file].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_TLS_KEY_FILE", value_name = "FILE")]
+    pub otlp_grpc_tls_key_file: Option<PathBuf>,
+
+    /// Client CA (PEM) of the OTLP/gRPC listener [default: --tls-client-ca-file].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub otlp_grpc_tls_client_ca_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) of the OTLP/HTTP listener [default: --tls-cert-file].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_TLS_CERT_FILE", value_name = "FILE")]
+    pub otlp_http_tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the OTLP/HTTP listener [default: --tls-key-file].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_TLS_KEY_FILE", value_name = "FILE")]
+    pub otlp_http_tls_key_file: Option<PathBuf>,
+
+    /// Client CA (PEM) of the OTLP/HTTP listener [default: --tls-client-ca-file].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub otlp_http_tls_client_ca_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) of the --http-listen listener [default: --tls-cert-file].
+    #[arg(long, env = "FAULTLINE_HTTP_TLS_CERT_FILE", value_name = "FILE")]
+    pub http_tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the --http-listen listener [default: --tls-key-file].
+    #[arg(long, env = "FAULTLINE_HTTP_TLS_KEY_FILE", value_name = "FILE")]
+    pub http_tls_key_file: Option<PathBuf>,
+
+    /// Client CA (PEM) of the --http-listen listener [default: --tls-client-ca-file].
+    #[arg(long, env = "FAULTLINE_HTTP_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub http_tls_client_ca_file: Option<PathBuf>,
+
+    /// Bearer tokens (one a line; blank lines and `#` comments ignored) required as
+    /// `Authorization: Bearer <token>` on the OTLP/gRPC (verdict API included) and OTLP/HTTP
+    /// listeners; re-read when the file changes [default: no authentication].
+    #[arg(long, env = "FAULTLINE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Bearer tokens (same format) required for /metrics, /api/v1/... and the Grafana
+    /// endpoints on --http-listen; /healthz and /readyz stay open [default: open].
+    #[arg(long, env = "FAULTLINE_API_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub api_auth_token_file: Option<PathBuf>,
 }
 
 /// The validated configuration of the service.
@@ -198,6 +277,36 @@ pub struct Config {
     pub watch_buffer: usize,
     /// The verdict metrics on /metrics.
     pub metrics: MetricsConfig,
+    /// TLS and bearer-token authentication of the listeners (files named, not yet read:
+    /// `crate::security` loads them at start-up).
+    pub security: SecurityConfig,
+}
+
+/// The files of one TLS listener, after the per-listener options fell back to the shared
+/// ones. Each path comes with the option that named it, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM) and its option.
+    pub cert: (&'static str, PathBuf),
+    /// The private key (PEM) and its option.
+    pub key: (&'static str, PathBuf),
+    /// The client CA (PEM) and its option, when client certificates are required.
+    pub client_ca: Option<(&'static str, PathBuf)>,
+}
+
+/// TLS and authentication of the three listeners; `None` is plain text / no token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// TLS of `--otlp-grpc-listen`.
+    pub otlp_grpc_tls: Option<TlsFiles>,
+    /// TLS of `--otlp-http-listen`.
+    pub otlp_http_tls: Option<TlsFiles>,
+    /// TLS of `--http-listen`.
+    pub http_tls: Option<TlsFiles>,
+    /// `--auth-token-file`: tokens of the OTLP listeners.
+    pub auth_token_file: Option<PathBuf>,
+    /// `--api-auth-token-file`: tokens of /metrics and the API.
+    pub api_auth_token_file: Option<PathBuf>,
 }
 
 /// The verdict metrics (DESIGN §5).
@@ -292,6 +401,34 @@ impl ServeArgs {
             otlp_metrics_endpoint: self.otlp_metrics_endpoint.or(lower.otlp_metrics_endpoint),
             otlp_metrics_protocol: self.otlp_metrics_protocol.or(lower.otlp_metrics_protocol),
             otlp_metrics_interval: self.otlp_metrics_interval.or(lower.otlp_metrics_interval),
+            tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(lower.tls_key_file),
+            tls_client_ca_file: self.tls_client_ca_file.or(lower.tls_client_ca_file),
+            otlp_grpc_tls_cert_file: self
+                .otlp_grpc_tls_cert_file
+                .or(lower.otlp_grpc_tls_cert_file),
+            otlp_grpc_tls_key_file: self
+                .otlp_grpc_tls_key_file
+                .or(lower.otlp_grpc_tls_key_file),
+            otlp_grpc_tls_client_ca_file: self
+                .otlp_grpc_tls_client_ca_file
+                .or(lower.otlp_grpc_tls_client_ca_file),
+            otlp_http_tls_cert_file: self
+                .otlp_http_tls_cert_file
+                .or(lower.otlp_http_tls_cert_file),
+            otlp_http_tls_key_file: self
+                .otlp_http_tls_key_file
+                .or(lower.otlp_http_tls_key_file),
+            otlp_http_tls_client_ca_file: self
+                .otlp_http_tls_client_ca_file
+                .or(lower.otlp_http_tls_client_ca_file),
+            http_tls_cert_file: self.http_tls_cert_file.or(lower.http_tls_cert_file),
+            http_tls_key_file: self.http_tls_key_file.or(lower.http_tls_key_file),
+            http_tls_client_ca_file: self
+                .http_tls_client_ca_file
+                .or(lower.http_tls_client_ca_file),
+            auth_token_file: self.auth_token_file.or(lower.auth_token_file),
+            api_auth_token_file: self.api_auth_token_file.or(lower.api_auth_token_file),
         }
     }
 }
@@ -490,6 +627,7 @@ fn count(option: &'static str, raw: Option<String>, default: usize) -> Result<us
 /// # Errors
 /// The first invalid option, named.
 pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
+    let security = security(&a)?;
     let trace_idle = duration("trace-idle", a.trace_idle, "10s")?;
     let trace_max_age = duration("trace-max-age", a.trace_max_age, "60s")?;
     if trace_max_age < trace_idle {
@@ -578,7 +716,121 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             max_series: count("max-series", a.max_series, 1000)?,
             otlp,
         },
+        security,
     })
+}
+
+/// A path option; an empty value (an unset variable in a Helm template) is no value.
+fn path_option(raw: &Option<PathBuf>) -> Option<PathBuf> {
+    raw.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned()
+}
+
+/// One listener's TLS files: its own certificate and key as a pair when either is set,
+/// else the shared pair; its own client CA when set, else the shared one. The files are
+/// only named here; `crate::security` reads them (so `--config` files can be checked on
+/// a machine without the mounted secrets).
+fn tls_files(
+    own: [(&'static str, Option<PathBuf>); 3],
+    shared: [(&'static str, Option<PathBuf>); 3],
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let pair = |[(cert_opt, cert), (key_opt, key), _]: &[(&'static str, Option<PathBuf>); 3]| {
+        match (path_option(cert), path_option(key)) {
+            (Some(c), Some(k)) => Ok(Some(((*cert_opt, c), (*key_opt, k)))),
+            (Some(c), None) => Err(ConfigError::Missing {
+                option: key_opt,
+                reason: format!("--{cert_opt} {} is set without its key", c.display()),
+            }),
+            (None, Some(k)) => Err(ConfigError::Missing {
+                option: cert_opt,
+                reason: format!("--{key_opt} {} is set without its certificate", k.display()),
+            }),
+            (None, None) => Ok(None),
+        }
+    };
+    let own_pair = pair(&own)?;
+    let shared_pair = pair(&shared)?;
+    let (own_ca_opt, own_ca) = &own[2];
+    let (shared_ca_opt, shared_ca) = &shared[2];
+    let own_ca = path_option(own_ca).map(|p| (*own_ca_opt, p));
+    match (own_pair.or(shared_pair), own_ca) {
+        (Some((cert, key)), own_ca) => Ok(Some(TlsFiles {
+            cert,
+            key,
+            client_ca: own_ca.or_else(|| path_option(shared_ca).map(|p| (*shared_ca_opt, p))),
+        })),
+        // A listener's own client CA only means anything on a TLS listener (the shared
+        // one applies to the TLS listeners; `security` checks that there is one).
+        (None, Some((option, path))) => Err(ConfigError::Missing {
+            option: shared[0].0,
+            reason: format!(
+                "--{option} {} asks for client certificates, which need TLS: set --{} and \
+                 --{} (or the listener's own)",
+                path.display(),
+                shared[0].0,
+                shared[1].0
+            ),
+        }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The listeners' TLS files and the token files (see [`SecurityConfig`]).
+fn security(a: &ServeArgs) -> Result<SecurityConfig, ConfigError> {
+    let shared = || {
+        [
+            ("tls-cert-file", a.tls_cert_file.clone()),
+            ("tls-key-file", a.tls_key_file.clone()),
+            ("tls-client-ca-file", a.tls_client_ca_file.clone()),
+        ]
+    };
+    let config = SecurityConfig {
+        otlp_grpc_tls: tls_files(
+            [
+                ("otlp-grpc-tls-cert-file", a.otlp_grpc_tls_cert_file.clone()),
+                ("otlp-grpc-tls-key-file", a.otlp_grpc_tls_key_file.clone()),
+                (
+                    "otlp-grpc-tls-client-ca-file",
+                    a.otlp_grpc_tls_client_ca_file.clone(),
+                ),
+            ],
+            shared(),
+        )?,
+        otlp_http_tls: tls_files(
+            [
+                ("otlp-http-tls-cert-file", a.otlp_http_tls_cert_file.clone()),
+                ("otlp-http-tls-key-file", a.otlp_http_tls_key_file.clone()),
+                (
+                    "otlp-http-tls-client-ca-file",
+                    a.otlp_http_tls_client_ca_file.clone(),
+                ),
+            ],
+            shared(),
+        )?,
+        http_tls: tls_files(
+            [
+                ("http-tls-cert-file", a.http_tls_cert_file.clone()),
+                ("http-tls-key-file", a.http_tls_key_file.clone()),
+                ("http-tls-client-ca-file", a.http_tls_client_ca_file.clone()),
+            ],
+            shared(),
+        )?,
+        auth_token_file: path_option(&a.auth_token_file),
+        api_auth_token_file: path_option(&a.api_auth_token_file),
+    };
+    let no_tls = [&config.otlp_grpc_tls, &config.otlp_http_tls, &config.http_tls]
+        .iter()
+        .all(|t| t.is_none());
+    match path_option(&a.tls_client_ca_file) {
+        Some(ca) if no_tls => Err(ConfigError::Missing {
+            option: "tls-cert-file",
+            reason: format!(
+                "--tls-client-ca-file {} asks for client certificates, which need TLS: set \
+                 --tls-cert-file and --tls-key-file (or a listener's own)",
+                ca.display()
+            ),
+        }),
+        _ => Ok(config),
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,10 @@ pub enum IngestError {
     /// No room: retry later.
     #[error("overloaded, retry later: {0}")]
     Overloaded(#[from] Overloaded),
+    /// No valid bearer token (`--auth-token-file`); the same for a missing, a malformed
+    /// and a wrong token.
+    #[error("{}", crate::auth::UNAUTHENTICATED_MESSAGE)]
+    Unauthenticated,
 }
 
 impl IngestError {
@@ -57,6 +61,7 @@ impl IngestError {
             IngestError::TooLarge { .. } => RefuseReason::TooLarge,
             IngestError::UnsupportedMediaType(_) => RefuseReason::UnsupportedMediaType,
             IngestError::Overloaded(_) => RefuseReason::Overloaded,
+            IngestError::Unauthenticated => RefuseReason::Unauthenticated,
         }
     }
 
@@ -73,6 +78,7 @@ impl IngestError {
                 self.to_string(),
                 ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
             ),
+            IngestError::Unauthenticated => tonic::Status::unauthenticated(self.to_string()),
         }
     }
 
@@ -84,6 +90,7 @@ impl IngestError {
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -216,6 +223,29 @@ impl Ingest {
                 Err(err)
             }
         }
+    }
+
+    /// Refuses an export that carried no valid bearer token ([`crate::auth`]): counts the
+    /// request and, when it decoded, its spans, with reason `unauthenticated`. Nothing
+    /// of it is converted or buffered.
+    pub fn refuse_unauthenticated(
+        &self,
+        decoded: Option<&LiteExportRequest>,
+        transport: Transport,
+    ) -> IngestError {
+        if let Some(req) = decoded {
+            let spans: usize = req
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.metrics
+                .refuse_spans(transport, RefuseReason::Unauthenticated, spans as u64);
+        }
+        let err = IngestError::Unauthenticated;
+        self.refused(transport, &err);
+        err
     }
 
     /// Counts and logs a request refused whole.

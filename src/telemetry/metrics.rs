@@ -32,6 +32,26 @@ pub enum RefuseReason {
     UnsupportedMediaType,
     /// Span budget full and nothing could be evicted: the sender was asked to retry.
     Overloaded,
+    /// No valid `Authorization: Bearer` token (`--auth-token-file`).
+    Unauthenticated,
+}
+
+/// Which listener (for the TLS handshake counter).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ListenerName {
+    /// `--otlp-grpc-listen`.
+    OtlpGrpc,
+    /// `--otlp-http-listen`.
+    OtlpHttp,
+    /// `--http-listen`.
+    Http,
+}
+
+/// Labels `{listener}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// otlp_grpc | otlp_http | http
+    pub listener: ListenerName,
 }
 
 /// Why a trace left the buffer.
@@ -124,6 +144,10 @@ pub struct Metrics {
     /// `faultline_corrupt_spans_total`: buffered spans skipped because their bytes did
     /// not decode when their trace was materialised (ingest reads only a span's head).
     pub corrupt_spans: Counter,
+    /// `faultline_tls_handshake_failures_total{listener}`: TLS connections that failed or
+    /// timed out before the handshake completed (plain-text clients, unknown CAs, missing
+    /// client certificates).
+    pub tls_handshake_failures: Family<ListenerLabels, Counter>,
 }
 
 impl Metrics {
@@ -206,6 +230,11 @@ impl Metrics {
             "Buffered spans skipped at analysis because they do not decode",
             self.corrupt_spans.clone(),
         );
+        r.register(
+            "tls_handshake_failures",
+            "TLS connections that failed or timed out in the handshake, by listener",
+            self.tls_handshake_failures.clone(),
+        );
         r
     }
 
@@ -251,7 +280,9 @@ label_values! {
         TooLarge => "too_large",
         UnsupportedMediaType => "unsupported_media_type",
         Overloaded => "overloaded",
+        Unauthenticated => "unauthenticated",
     }
+    ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
     Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

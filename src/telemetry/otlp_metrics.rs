@@ -50,7 +50,7 @@ pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward
 
 /// Every family on `/metrics` today and its OTel name: the documented mapping, pinned by
 /// a test that fails when a family is added without a decision here.
-pub const OTEL_NAMES: [(&str, &str); 20] = [
+pub const OTEL_NAMES: [(&str, &str); 21] = [
     ("faultline_errors_total", "faultline.errors"),
     ("faultline_corrupt_spans_total", "faultline.corrupt_spans"),
     (
@@ -103,6 +103,10 @@ pub const OTEL_NAMES: [(&str, &str); 20] = [
     (
         "faultline_otlp_metrics_exports_total",
         "faultline.otlp_metrics.exports",
+    ),
+    (
+        "faultline_tls_handshake_failures_total",
+        "faultline.tls_handshake_failures",
     ),
 ];
 
