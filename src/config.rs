@@ -1035,6 +1035,145 @@ mod tests {
     }
 
     #[test]
+    fn listeners_are_plain_text_without_tls_options() {
+        let c = Config::default();
+        assert_eq!(c.security, SecurityConfig::default());
+    }
+
+    #[test]
+    fn shared_tls_files_apply_to_every_listener_and_own_ones_win() {
+        let c = resolve(
+            parse_file(
+                "tls-cert-file = \"/s/cert.pem\"\ntls-key-file = \"/s/key.pem\"\n\
+                 tls-client-ca-file = \"/s/ca.pem\"\n\
+                 http-tls-cert-file = \"/h/cert.pem\"\nhttp-tls-key-file = \"/h/key.pem\"\n\
+                 otlp-http-tls-client-ca-file = \"/o/ca.pem\"\n\
+                 auth-token-file = \"/t/otlp\"\napi-auth-token-file = \"/t/api\"",
+            )
+            .unwrap(),
+        )
+        .unwrap()
+        .security;
+        let grpc = c.otlp_grpc_tls.unwrap();
+        assert_eq!(grpc.cert, ("tls-cert-file", PathBuf::from("/s/cert.pem")));
+        assert_eq!(grpc.key, ("tls-key-file", PathBuf::from("/s/key.pem")));
+        assert_eq!(
+            grpc.client_ca,
+            Some(("tls-client-ca-file", PathBuf::from("/s/ca.pem")))
+        );
+        let otlp_http = c.otlp_http_tls.unwrap();
+        assert_eq!(otlp_http.cert.1, PathBuf::from("/s/cert.pem"));
+        assert_eq!(
+            otlp_http.client_ca,
+            Some(("otlp-http-tls-client-ca-file", PathBuf::from("/o/ca.pem")))
+        );
+        let http = c.http_tls.unwrap();
+        assert_eq!(
+            http.cert,
+            ("http-tls-cert-file", PathBuf::from("/h/cert.pem"))
+        );
+        assert_eq!(http.key.1, PathBuf::from("/h/key.pem"));
+        assert_eq!(c.auth_token_file, Some(PathBuf::from("/t/otlp")));
+        assert_eq!(c.api_auth_token_file, Some(PathBuf::from("/t/api")));
+    }
+
+    #[test]
+    fn one_listener_can_have_tls_alone() {
+        let a = ServeArgs {
+            otlp_grpc_tls_cert_file: Some("/g/cert.pem".into()),
+            otlp_grpc_tls_key_file: Some("/g/key.pem".into()),
+            // An empty value (an unset Helm value) is no value.
+            tls_cert_file: Some("".into()),
+            ..Default::default()
+        };
+        let c = resolve(a).unwrap().security;
+        assert!(c.otlp_grpc_tls.is_some());
+        assert!(c.otlp_http_tls.is_none() && c.http_tls.is_none());
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_names_the_missing_option() {
+        let cases = [
+            (
+                ServeArgs {
+                    tls_cert_file: Some("/c.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-key-file: --tls-cert-file /c.pem",
+            ),
+            (
+                ServeArgs {
+                    tls_key_file: Some("/k.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-cert-file: --tls-key-file /k.pem",
+            ),
+            (
+                ServeArgs {
+                    otlp_http_tls_cert_file: Some("/c.pem".into()),
+                    tls_key_file: Some("/k.pem".into()),
+                    tls_cert_file: Some("/s.pem".into()),
+                    ..Default::default()
+                },
+                "missing --otlp-http-tls-key-file",
+            ),
+            (
+                ServeArgs {
+                    tls_client_ca_file: Some("/ca.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-cert-file: --tls-client-ca-file /ca.pem",
+            ),
+            (
+                ServeArgs {
+                    http_tls_client_ca_file: Some("/ca.pem".into()),
+                    otlp_grpc_tls_cert_file: Some("/c.pem".into()),
+                    otlp_grpc_tls_key_file: Some("/k.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-cert-file: --http-tls-client-ca-file /ca.pem",
+            ),
+        ];
+        for (args, expected) in cases {
+            let e = resolve(args).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn tls_and_token_options_come_from_the_environment_too() {
+        let cli = Cli::try_parse_from([
+            "faultline",
+            "--otlp-grpc-tls-cert-file",
+            "/g.pem",
+            "--otlp-grpc-tls-key-file",
+            "/g.key",
+            "--auth-token-file",
+            "/tokens",
+        ])
+        .unwrap();
+        let c = resolve(cli.serve).unwrap().security;
+        assert!(c.otlp_grpc_tls.is_some());
+        assert_eq!(c.auth_token_file, Some(PathBuf::from("/tokens")));
+        let names: Vec<String> = <Cli as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for env in [
+            "FAULTLINE_TLS_CERT_FILE",
+            "FAULTLINE_TLS_KEY_FILE",
+            "FAULTLINE_TLS_CLIENT_CA_FILE",
+            "FAULTLINE_OTLP_GRPC_TLS_CLIENT_CA_FILE",
+            "FAULTLINE_OTLP_HTTP_TLS_KEY_FILE",
+            "FAULTLINE_HTTP_TLS_CERT_FILE",
+            "FAULTLINE_AUTH_TOKEN_FILE",
+            "FAULTLINE_API_AUTH_TOKEN_FILE",
+        ] {
+            assert!(names.iter().any(|n| n == env), "{env}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let e = parse_file("trace-idel = \"3s\"").unwrap_err();
         assert!(e.contains("trace-idel"), "{e}");

@@ -329,6 +329,33 @@ mod tests {
     }
 
     #[test]
+    fn tonic_refusals_of_an_unauthenticated_export_become_unauthenticated() {
+        let m = Metrics::default();
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", http::HeaderValue::from(11));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("message length too large: 9999999"),
+        );
+        remap_tonic_refusal(&mut h, &m, true);
+        assert_eq!(h["grpc-status"], "16");
+        assert_eq!(h["grpc-message"], "missing%20or%20invalid%20bearer%20token");
+        let refused = |reason| {
+            m.refused_requests
+                .get_or_create(&crate::telemetry::metrics::RefusedLabels {
+                    transport: Transport::Grpc,
+                    reason,
+                })
+                .get()
+        };
+        assert_eq!(refused(RefuseReason::Unauthenticated), 1);
+        assert_eq!(refused(RefuseReason::TooLarge), 0);
+        // The handler's own UNAUTHENTICATED was counted by the handler.
+        remap_tonic_refusal(&mut h, &m, true);
+        assert_eq!(refused(RefuseReason::Unauthenticated), 1);
+    }
+
+    #[test]
     fn undecodable_protobuf_reaches_the_handler_as_a_decode_error() {
         use bytes::BufMut;
         use tonic::codec::{Codec, Streaming};

@@ -527,6 +527,12 @@ mod tests {
         metrics
             .verdict_metrics
             .record(&verdict("/checkout", "SELECT", Some("fp1")));
+        metrics
+            .tls_handshake_failures
+            .get_or_create(&crate::telemetry::metrics::ListenerLabels {
+                listener: crate::telemetry::metrics::ListenerName::Http,
+            })
+            .inc();
         let families = prometheus_protobuf::encode(&registry).unwrap();
         let mut exposed: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
         let mut documented: Vec<&str> = OTEL_NAMES.iter().map(|(p, _)| *p).collect();
