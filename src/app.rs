@@ -30,10 +30,10 @@ use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
 use crate::store::VerdictStore;
+use crate::telemetry::metrics::ListenerName;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otlp_metrics::PushIdentity;
 use crate::telemetry::otlp_push::{self, OtlpMetricsPusher};
-use crate::telemetry::metrics::ListenerName;
 use crate::tls;
 
 /// A running service.

@@ -119,7 +119,9 @@ fn matches_any(digests: &[Digest], presented: &[u8]) -> bool {
     let presented = digest(presented);
     digests
         .iter()
-        .fold(subtle::Choice::from(0), |found, d| found | d.ct_eq(&presented))
+        .fold(subtle::Choice::from(0), |found, d| {
+            found | d.ct_eq(&presented)
+        })
         .into()
 }
 
@@ -345,7 +347,9 @@ impl TokenFile {
         {
             return;
         }
-        tracing::info!("refused {what} without a valid bearer token (logged at most once a second)");
+        tracing::info!(
+            "refused {what} without a valid bearer token (logged at most once a second)"
+        );
     }
 }
 
@@ -577,7 +581,10 @@ mod tests {
     fn the_comparison_looks_at_every_token() {
         // `matches_any` folds over all digests (no early exit): a match in any position
         // is found, and nothing matches an empty list.
-        let digests: Vec<Digest> = ["a", "b", "c"].iter().map(|t| digest(t.as_bytes())).collect();
+        let digests: Vec<Digest> = ["a", "b", "c"]
+            .iter()
+            .map(|t| digest(t.as_bytes()))
+            .collect();
         for t in ["a", "b", "c"] {
             assert!(matches_any(&digests, t.as_bytes()));
         }
@@ -654,7 +661,12 @@ mod tests {
         let ok = status_of(router.clone(), "/metrics", Some("Bearer api-token")).await;
         assert_eq!(ok.status(), 200);
         let mut answers = Vec::new();
-        for bad in [None, Some("Bearer nope"), Some("Bearer"), Some("Token api-token")] {
+        for bad in [
+            None,
+            Some("Bearer nope"),
+            Some("Bearer"),
+            Some("Token api-token"),
+        ] {
             let resp = status_of(router.clone(), "/metrics", bad).await;
             let parts = (
                 resp.status(),
@@ -689,11 +701,15 @@ mod tests {
             }
             svc.clone().oneshot(req.body(()).unwrap())
         };
-        let passed = call("/otlp/Export", Some("Bearer grpc-token")).await.unwrap();
+        let passed = call("/otlp/Export", Some("Bearer grpc-token"))
+            .await
+            .unwrap();
         assert!(!*passed.body() && passed.headers().get("grpc-status").is_none());
         let marked = call("/otlp/Export", Some("Bearer wrong")).await.unwrap();
         assert!(*marked.body(), "an unauthenticated export goes on, marked");
-        let refused = call("/faultline.v1.Verdicts/ListVerdicts", None).await.unwrap();
+        let refused = call("/faultline.v1.Verdicts/ListVerdicts", None)
+            .await
+            .unwrap();
         assert_eq!(refused.headers()["grpc-status"], "16");
         assert!(!*refused.body(), "refused before the inner service");
     }

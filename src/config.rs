@@ -213,7 +213,11 @@ pub struct ServeArgs {
     pub otlp_grpc_tls_key_file: Option<PathBuf>,
 
     /// Client CA (PEM) of the OTLP/gRPC listener [default: --tls-client-ca-file].
-    #[arg(long, env = "FAULTLINE_OTLP_GRPC_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "FAULTLINE_OTLP_GRPC_TLS_CLIENT_CA_FILE",
+        value_name = "FILE"
+    )]
     pub otlp_grpc_tls_client_ca_file: Option<PathBuf>,
 
     /// TLS certificate chain (PEM) of the OTLP/HTTP listener [default: --tls-cert-file].
@@ -225,7 +229,11 @@ pub struct ServeArgs {
     pub otlp_http_tls_key_file: Option<PathBuf>,
 
     /// Client CA (PEM) of the OTLP/HTTP listener [default: --tls-client-ca-file].
-    #[arg(long, env = "FAULTLINE_OTLP_HTTP_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "FAULTLINE_OTLP_HTTP_TLS_CLIENT_CA_FILE",
+        value_name = "FILE"
+    )]
     pub otlp_http_tls_client_ca_file: Option<PathBuf>,
 
     /// TLS certificate chain (PEM) of the --http-listen listener [default: --tls-cert-file].
@@ -407,18 +415,14 @@ impl ServeArgs {
             otlp_grpc_tls_cert_file: self
                 .otlp_grpc_tls_cert_file
                 .or(lower.otlp_grpc_tls_cert_file),
-            otlp_grpc_tls_key_file: self
-                .otlp_grpc_tls_key_file
-                .or(lower.otlp_grpc_tls_key_file),
+            otlp_grpc_tls_key_file: self.otlp_grpc_tls_key_file.or(lower.otlp_grpc_tls_key_file),
             otlp_grpc_tls_client_ca_file: self
                 .otlp_grpc_tls_client_ca_file
                 .or(lower.otlp_grpc_tls_client_ca_file),
             otlp_http_tls_cert_file: self
                 .otlp_http_tls_cert_file
                 .or(lower.otlp_http_tls_cert_file),
-            otlp_http_tls_key_file: self
-                .otlp_http_tls_key_file
-                .or(lower.otlp_http_tls_key_file),
+            otlp_http_tls_key_file: self.otlp_http_tls_key_file.or(lower.otlp_http_tls_key_file),
             otlp_http_tls_client_ca_file: self
                 .otlp_http_tls_client_ca_file
                 .or(lower.otlp_http_tls_client_ca_file),
@@ -733,19 +737,20 @@ fn tls_files(
     own: [(&'static str, Option<PathBuf>); 3],
     shared: [(&'static str, Option<PathBuf>); 3],
 ) -> Result<Option<TlsFiles>, ConfigError> {
-    let pair = |[(cert_opt, cert), (key_opt, key), _]: &[(&'static str, Option<PathBuf>); 3]| {
-        match (path_option(cert), path_option(key)) {
-            (Some(c), Some(k)) => Ok(Some(((*cert_opt, c), (*key_opt, k)))),
-            (Some(c), None) => Err(ConfigError::Missing {
-                option: key_opt,
-                reason: format!("--{cert_opt} {} is set without its key", c.display()),
-            }),
-            (None, Some(k)) => Err(ConfigError::Missing {
-                option: cert_opt,
-                reason: format!("--{key_opt} {} is set without its certificate", k.display()),
-            }),
-            (None, None) => Ok(None),
-        }
+    let pair = |[(cert_opt, cert), (key_opt, key), _]: &[(&'static str, Option<PathBuf>); 3]| match (
+        path_option(cert),
+        path_option(key),
+    ) {
+        (Some(c), Some(k)) => Ok(Some(((*cert_opt, c), (*key_opt, k)))),
+        (Some(c), None) => Err(ConfigError::Missing {
+            option: key_opt,
+            reason: format!("--{cert_opt} {} is set without its key", c.display()),
+        }),
+        (None, Some(k)) => Err(ConfigError::Missing {
+            option: cert_opt,
+            reason: format!("--{key_opt} {} is set without its certificate", k.display()),
+        }),
+        (None, None) => Ok(None),
     };
     let own_pair = pair(&own)?;
     let shared_pair = pair(&shared)?;
@@ -817,9 +822,13 @@ fn security(a: &ServeArgs) -> Result<SecurityConfig, ConfigError> {
         auth_token_file: path_option(&a.auth_token_file),
         api_auth_token_file: path_option(&a.api_auth_token_file),
     };
-    let no_tls = [&config.otlp_grpc_tls, &config.otlp_http_tls, &config.http_tls]
-        .iter()
-        .all(|t| t.is_none());
+    let no_tls = [
+        &config.otlp_grpc_tls,
+        &config.otlp_http_tls,
+        &config.http_tls,
+    ]
+    .iter()
+    .all(|t| t.is_none());
     match path_option(&a.tls_client_ca_file) {
         Some(ca) if no_tls => Err(ConfigError::Missing {
             option: "tls-cert-file",

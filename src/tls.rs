@@ -112,10 +112,12 @@ pub fn server_config(
                     file_error(ca_option, ca_path, format!("unusable CA certificate: {e}"))
                 })?;
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider())
-                    .build()
-                    .map_err(|e| file_error(ca_option, ca_path, e))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.into(),
+                provider(),
+            )
+            .build()
+            .map_err(|e| file_error(ca_option, ca_path, e))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -123,7 +125,10 @@ pub fn server_config(
         file_error(
             key_option,
             key_path,
-            format!("the key does not fit --{cert_option} {}: {e}", cert_path.display()),
+            format!(
+                "the key does not fit --{cert_option} {}: {e}",
+                cert_path.display()
+            ),
         )
     })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -329,7 +334,10 @@ impl Incoming {
 /// descriptors) would spin the loop, so they are logged and waited out.
 async fn accept_error(e: io::Error) {
     use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
         return;
     }
     tracing::error!("accept failed: {e}; retrying in 1s");

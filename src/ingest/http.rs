@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::Extension;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

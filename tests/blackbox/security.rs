@@ -67,8 +67,7 @@ impl Pki {
         usage: ExtendedKeyUsagePurpose,
     ) {
         let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
         let key = KeyPair::generate().unwrap();
@@ -106,6 +105,11 @@ fn client(args: &[&str]) -> Value {
     let out = Command::new(python())
         .arg(script)
         .args(args)
+        // requests lets these override a session's own CA file, so with them set the
+        // HTTP exporter's `certificate_file=` is ignored (psf/requests#3829); some
+        // machines set them globally.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .output()
         .expect("python client");
     assert!(
@@ -166,13 +170,30 @@ fn python_exporters_send_over_tls_trusting_the_test_ca() {
     let pki = Pki::new();
     let fl = start(&pki.otlp_tls_args());
     let log = fl.log();
-    assert!(log.contains(&format!("listening for OTLP/gRPC on {} (TLS)", fl.grpc)), "{log}");
-    assert!(log.contains(&format!("listening for OTLP/HTTP on {} (TLS)", fl.otlp_http)), "{log}");
+    assert!(
+        log.contains(&format!("listening for OTLP/gRPC on {} (TLS)", fl.grpc)),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "listening for OTLP/HTTP on {} (TLS)",
+            fl.otlp_http
+        )),
+        "{log}"
+    );
 
     let g = export("grpc", &format!("https://{}", fl.grpc), &pki, &[]);
-    assert_eq!((g["sdk"].as_str(), g["status"].as_str()), (Some("SUCCESS"), Some("OK")), "{g}");
+    assert_eq!(
+        (g["sdk"].as_str(), g["status"].as_str()),
+        (Some("SUCCESS"), Some("OK")),
+        "{g}"
+    );
     let h = export("http", &format!("https://{}", fl.otlp_http), &pki, &[]);
-    assert_eq!((h["sdk"].as_str(), h["status"].as_u64()), (Some("SUCCESS"), Some(200)), "{h}");
+    assert_eq!(
+        (h["sdk"].as_str(), h["status"].as_u64()),
+        (Some("SUCCESS"), Some(200)),
+        "{h}"
+    );
     assert_eq!(accepted(&fl, "grpc"), SPANS_PER_RUN);
     assert_eq!(accepted(&fl, "http"), SPANS_PER_RUN);
     assert_eq!(handshake_failures(&fl, "otlp_grpc"), 0.0);
@@ -189,25 +210,39 @@ fn otlp_needs_a_listed_bearer_token_and_refusals_are_counted_alike() {
 
     let grpc = format!("https://{}", fl.grpc);
     let ok = export("grpc", &grpc, &pki, &["--token", "right-token"]);
-    assert_eq!((ok["sdk"].as_str(), ok["status"].as_str()), (Some("SUCCESS"), Some("OK")), "{ok}");
+    assert_eq!(
+        (ok["sdk"].as_str(), ok["status"].as_str()),
+        (Some("SUCCESS"), Some("OK")),
+        "{ok}"
+    );
     let none = export("grpc", &grpc, &pki, &[]);
     let wrong = export("grpc", &grpc, &pki, &["--token", "right-token-but-longer"]);
     for refused in [&none, &wrong] {
         assert_eq!(refused["sdk"], "FAILURE", "{refused}");
         assert_eq!(refused["status"], "UNAUTHENTICATED", "{refused}");
     }
-    assert_eq!(none["details"], wrong["details"], "no hint whether a token was close");
+    assert_eq!(
+        none["details"], wrong["details"],
+        "no hint whether a token was close"
+    );
 
     let http = format!("https://{}", fl.otlp_http);
     let ok = export("http", &http, &pki, &["--token", "spare-token"]);
-    assert_eq!((ok["sdk"].as_str(), ok["status"].as_u64()), (Some("SUCCESS"), Some(200)), "{ok}");
+    assert_eq!(
+        (ok["sdk"].as_str(), ok["status"].as_u64()),
+        (Some("SUCCESS"), Some(200)),
+        "{ok}"
+    );
     let none = export("http", &http, &pki, &[]);
     let wrong = export("http", &http, &pki, &["--token", "spare"]);
     for refused in [&none, &wrong] {
         assert_eq!(refused["sdk"], "FAILURE", "{refused}");
         assert_eq!(refused["status"], 401, "{refused}");
         assert!(
-            refused["www_authenticate"].as_str().unwrap_or("").starts_with("Bearer"),
+            refused["www_authenticate"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Bearer"),
             "{refused}"
         );
     }
@@ -215,10 +250,17 @@ fn otlp_needs_a_listed_bearer_token_and_refusals_are_counted_alike() {
     for transport in ["grpc", "http"] {
         assert_eq!(accepted(&fl, transport), SPANS_PER_RUN, "{transport}");
         // Two refused runs of two requests of 3 spans each.
-        assert_eq!(unauthenticated_spans(&fl, transport), 2.0 * SPANS_PER_RUN, "{transport}");
+        assert_eq!(
+            unauthenticated_spans(&fl, transport),
+            2.0 * SPANS_PER_RUN,
+            "{transport}"
+        );
         assert_eq!(unauthenticated_requests(&fl, transport), 4.0, "{transport}");
     }
-    assert!(fl.log().contains("missing or invalid bearer token"), "refusals are logged");
+    assert!(
+        fl.log().contains("missing or invalid bearer token"),
+        "refusals are logged"
+    );
 }
 
 #[test]
@@ -230,13 +272,22 @@ fn a_changed_token_file_takes_effect_while_running() {
     let fl = start(&args);
     let grpc = format!("https://{}", fl.grpc);
     let http = format!("https://{}", fl.otlp_http);
-    assert_eq!(export("grpc", &grpc, &pki, &["--token", "first-token"])["status"], "OK");
+    assert_eq!(
+        export("grpc", &grpc, &pki, &["--token", "first-token"])["status"],
+        "OK"
+    );
 
     write_tokens(pki.dir.path(), "# rotated\nsecond-token\n");
     // The file is checked at most once a second.
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(export("grpc", &grpc, &pki, &["--token", "second-token"])["status"], "OK");
-    assert_eq!(export("http", &http, &pki, &["--token", "second-token"])["status"], 200);
+    assert_eq!(
+        export("grpc", &grpc, &pki, &["--token", "second-token"])["status"],
+        "OK"
+    );
+    assert_eq!(
+        export("http", &http, &pki, &["--token", "second-token"])["status"],
+        200
+    );
     let old = export("grpc", &grpc, &pki, &["--token", "first-token"]);
     assert_eq!(old["status"], "UNAUTHENTICATED", "{old}");
     assert!(fl.log().contains("1 token(s) in force"), "{}", fl.log());
@@ -249,16 +300,28 @@ fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
     args.extend(["--tls-client-ca-file".into(), pki.path("ca.pem")]);
     // The shared client CA applies to the TLS listeners; the API stays plain text.
     let fl = start(&args);
-    assert!(fl.log().contains("(TLS, client certificates)"), "{}", fl.log());
+    assert!(
+        fl.log().contains("(TLS, client certificates)"),
+        "{}",
+        fl.log()
+    );
     let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
     let (stranger, stranger_key) = (pki.path("stranger.pem"), pki.path("stranger.key"));
 
     let grpc = format!("https://{}", fl.grpc);
     let http = format!("https://{}", fl.otlp_http);
     let ok = export("grpc", &grpc, &pki, &["--cert", &cert, "--key", &key]);
-    assert_eq!((ok["sdk"].as_str(), ok["status"].as_str()), (Some("SUCCESS"), Some("OK")), "{ok}");
+    assert_eq!(
+        (ok["sdk"].as_str(), ok["status"].as_str()),
+        (Some("SUCCESS"), Some("OK")),
+        "{ok}"
+    );
     let ok = export("http", &http, &pki, &["--cert", &cert, "--key", &key]);
-    assert_eq!((ok["sdk"].as_str(), ok["status"].as_u64()), (Some("SUCCESS"), Some(200)), "{ok}");
+    assert_eq!(
+        (ok["sdk"].as_str(), ok["status"].as_u64()),
+        (Some("SUCCESS"), Some(200)),
+        "{ok}"
+    );
 
     for extra in [vec![], vec!["--cert", &stranger, "--key", &stranger_key]] {
         let g = export("grpc", &grpc, &pki, &extra);
@@ -292,8 +355,16 @@ fn a_plain_text_client_against_a_tls_listener_fails_cleanly() {
     assert_eq!(g["status"], "OK", "{g}");
     let h = export("http", &format!("https://{}", fl.otlp_http), &pki, &[]);
     assert_eq!(h["status"], 200, "{h}");
-    assert_eq!(accepted(&fl, "grpc") + accepted(&fl, "http"), 2.0 * SPANS_PER_RUN);
-    assert_eq!(fl.metric("faultline_receiver_refused_requests_total{transport=\"http\",reason=\"malformed\"}"), 0.0);
+    assert_eq!(
+        accepted(&fl, "grpc") + accepted(&fl, "http"),
+        2.0 * SPANS_PER_RUN
+    );
+    assert_eq!(
+        fl.metric(
+            "faultline_receiver_refused_requests_total{transport=\"http\",reason=\"malformed\"}"
+        ),
+        0.0
+    );
 }
 
 #[test]
@@ -310,7 +381,10 @@ fn probes_stay_open_while_metrics_and_the_api_need_the_api_token() {
     ]);
     let log = fl.log();
     assert!(
-        log.contains(&format!("listening for the HTTP API on {} (TLS, bearer token)", fl.api)),
+        log.contains(&format!(
+            "listening for the HTTP API on {} (TLS, bearer token)",
+            fl.api
+        )),
         "{log}"
     );
     let ca = pki.path("ca.pem");
@@ -329,8 +403,14 @@ fn probes_stay_open_while_metrics_and_the_api_need_the_api_token() {
         let none = get(path, None);
         let wrong = get(path, Some("scraper"));
         assert_eq!(none["status"], 401, "{path}: {none}");
-        assert_eq!(none, wrong, "{path}: the same answer for a missing and a wrong token");
-        assert!(none["www_authenticate"].as_str().unwrap().starts_with("Bearer"));
+        assert_eq!(
+            none, wrong,
+            "{path}: the same answer for a missing and a wrong token"
+        );
+        assert!(none["www_authenticate"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer"));
         assert_eq!(get(path, Some("scraper-token"))["status"], 200, "{path}");
     }
     // The API token does not guard the OTLP listeners (`--auth-token-file` does).
@@ -338,7 +418,10 @@ fn probes_stay_open_while_metrics_and_the_api_need_the_api_token() {
     assert_eq!(h["status"], 200, "{h}");
     let page = get("/metrics", Some("scraper-token"));
     assert!(
-        page["body"].as_str().unwrap().contains("faultline_receiver_accepted_spans_total{transport=\"http\"} 6"),
+        page["body"]
+            .as_str()
+            .unwrap()
+            .contains("faultline_receiver_accepted_spans_total{transport=\"http\"} 6"),
         "{page}"
     );
 }
@@ -362,7 +445,9 @@ fn the_grpc_verdict_api_needs_the_token_too() {
         let mut req = tonic::Request::new(ListVerdictsRequest::default());
         req.metadata_mut()
             .insert("authorization", "Bearer verdict-reader".parse().unwrap());
-        c.list_verdicts(req).await.expect("the token lets it through");
+        c.list_verdicts(req)
+            .await
+            .expect("the token lets it through");
     });
     // The API listener has no token of its own here: /metrics is open.
     assert_eq!(fl.get("/metrics").status(), 200);
@@ -395,14 +480,29 @@ fn unusable_tls_or_token_files_stop_start_up_naming_the_option() {
             &["--otlp-http-tls-key-file", "client.key"],
         ),
         (
-            vec!["--tls-cert-file", &server, "--tls-key-file", &server_key, "--tls-client-ca-file", garbage],
+            vec![
+                "--tls-cert-file",
+                &server,
+                "--tls-key-file",
+                &server_key,
+                "--tls-client-ca-file",
+                garbage,
+            ],
             &["--tls-client-ca-file", garbage],
         ),
-        (vec!["--auth-token-file", empty], &["--auth-token-file", empty, "no token"]),
+        (
+            vec!["--auth-token-file", empty],
+            &["--auth-token-file", empty, "no token"],
+        ),
     ];
     for (args, expected) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .args(["--otlp-grpc-listen", "127.0.0.1:0", "--otlp-http-listen", "127.0.0.1:0"])
+            .args([
+                "--otlp-grpc-listen",
+                "127.0.0.1:0",
+                "--otlp-http-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--http-listen", "127.0.0.1:0"])
             .args(&args)
             .output()
