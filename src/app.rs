@@ -23,6 +23,7 @@ use crate::api::feed::VerdictFeed;
 use crate::api::grpc::VerdictGrpcService;
 use crate::api::{self, ApiState};
 use crate::assembly::{Assembler, Completion};
+use crate::auth::{self, GrpcAuthLayer, TokenFile};
 use crate::config::{Config, ForwardMode};
 use crate::forward::{Forwarder, ForwarderTasks};
 use crate::ingest::convert::EntryRule;
@@ -30,9 +31,11 @@ use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
 use crate::store::VerdictStore;
+use crate::telemetry::metrics::ListenerName;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otlp_metrics::PushIdentity;
 use crate::telemetry::otlp_push::{self, OtlpMetricsPusher};
+use crate::tls;
 
 /// A running service.
 pub struct Service {
@@ -117,7 +120,11 @@ fn start_forwarder(
         None => None,
         Some(dir) => Some(crate::forward::journal::open(dir)?),
     };
-    let started = Forwarder::start(cfg, metrics.clone(), journal)?;
+    let started = Forwarder::start(cfg, metrics.clone(), journal).map_err(|e| match e {
+        // A TLS file that cannot be used is a bad option (exit 2 in `main`).
+        crate::forward::ForwardError::Client(c) => anyhow::Error::new(c),
+        other => anyhow::Error::new(other),
+    })?;
     Ok(Some(started))
 }
 
@@ -164,6 +171,15 @@ async fn start_with_forwarder(
         Some((f, t)) => (Some(f), Some(t)),
         None => (None, None),
     };
+    // TLS material and token files are read before anything listens: a file that cannot
+    // be used stops start-up as a configuration error, naming its option.
+    let sec = &config.security;
+    let grpc_tls = tls::acceptor(sec.otlp_grpc_tls.as_ref(), tls::ALPN_GRPC)?;
+    let otlp_http_tls = tls::acceptor(sec.otlp_http_tls.as_ref(), tls::ALPN_HTTP)?;
+    let api_tls = tls::acceptor(sec.http_tls.as_ref(), tls::ALPN_HTTP)?;
+    let otlp_tokens = TokenFile::open_optional("auth-token-file", sec.auth_token_file.as_deref())?;
+    let api_tokens =
+        TokenFile::open_optional("api-auth-token-file", sec.api_auth_token_file.as_deref())?;
     let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
     let otlp_http_listener = bind(config.otlp_http_listen, "OTLP/HTTP").await?;
     let api_listener = bind(config.http_listen, "the HTTP API").await?;
@@ -210,9 +226,14 @@ async fn start_with_forwarder(
         // when the receivers stop, so they never hold the graceful shutdown open.
         let verdicts =
             VerdictGrpcService::service(Arc::clone(&store), Arc::clone(&feed), stop.clone());
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let incoming =
+            tls::Incoming::new(grpc_listener, grpc_tls, ListenerName::OtlpGrpc, &metrics)
+                .into_stream();
+        // Outermost, so the status layer sees the `Unauthenticated` mark.
+        let auth = GrpcAuthLayer::new(otlp_tokens.clone(), crate::ingest::grpc::EXPORT_PATH);
         tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .layer(auth)
                 .layer(layer)
                 .add_service(service)
                 .add_service(verdicts)
@@ -223,9 +244,19 @@ async fn start_with_forwarder(
     };
     let otlp_http = {
         let stop = receivers_stop.clone();
-        let router = ingest::http::router(Arc::clone(&ingest));
+        let router = auth::protect_otlp_http(
+            ingest::http::router(Arc::clone(&ingest)),
+            otlp_tokens,
+            "/v1/traces",
+        );
+        let listener = tls::Incoming::new(
+            otlp_http_listener,
+            otlp_http_tls,
+            ListenerName::OtlpHttp,
+            &metrics,
+        );
         tokio::spawn(async move {
-            axum::serve(otlp_http_listener, router)
+            axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
                 .context("OTLP/HTTP server")
@@ -242,9 +273,10 @@ async fn start_with_forwarder(
     let api_stop = CancellationToken::new();
     let api = {
         let stop = api_stop.clone();
-        let router = api::router(Arc::clone(&state));
+        let router = auth::protect_api(api::router(Arc::clone(&state)), api_tokens);
+        let listener = tls::Incoming::new(api_listener, api_tls, ListenerName::Http, &metrics);
         tokio::spawn(async move {
-            axum::serve(api_listener, router)
+            axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
                 .context("API server")
@@ -281,9 +313,18 @@ async fn start_with_forwarder(
         (stop.clone(), pusher.spawn(otlp.interval, stop))
     });
     state.listeners_up.store(true, Ordering::Relaxed);
-    tracing::info!("listening for OTLP/gRPC on {otlp_grpc_addr}");
-    tracing::info!("listening for OTLP/HTTP on {otlp_http_addr}");
-    tracing::info!("listening for the HTTP API on {http_addr}");
+    tracing::info!(
+        "listening for OTLP/gRPC on {otlp_grpc_addr}{}",
+        tls_note(sec.otlp_grpc_tls.as_ref(), sec.auth_token_file.is_some())
+    );
+    tracing::info!(
+        "listening for OTLP/HTTP on {otlp_http_addr}{}",
+        tls_note(sec.otlp_http_tls.as_ref(), sec.auth_token_file.is_some())
+    );
+    tracing::info!(
+        "listening for the HTTP API on {http_addr}{}",
+        tls_note(sec.http_tls.as_ref(), sec.api_auth_token_file.is_some())
+    );
     Ok(Service {
         otlp_grpc_addr,
         otlp_http_addr,
@@ -303,6 +344,26 @@ async fn start_with_forwarder(
         clock,
         shutdown_timeout: config.shutdown_timeout,
     })
+}
+
+/// What the start-up log line says about a listener's security, e.g. ` (TLS, client
+/// certificates, bearer token)`; empty for plain text without a token.
+fn tls_note(tls: Option<&crate::config::TlsFiles>, token: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = tls {
+        parts.push("TLS");
+        if t.client_ca.is_some() {
+            parts.push("client certificates");
+        }
+    }
+    if token {
+        parts.push("bearer token");
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 impl Service {

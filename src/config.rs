@@ -26,6 +26,24 @@ pub enum ConfigError {
         /// Why it was refused.
         reason: String,
     },
+    /// An option that another option needs was not given.
+    #[error("missing --{option}: {reason}")]
+    Missing {
+        /// The missing option's flag name, without dashes.
+        option: &'static str,
+        /// Which option needs it.
+        reason: String,
+    },
+    /// A file named by an option (a certificate, a key, a token file) cannot be used.
+    #[error("--{option} {}: {reason}", path.display())]
+    File {
+        /// The option's flag name, without dashes.
+        option: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The `--config` file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -258,6 +276,74 @@ pub struct ServeArgs {
     /// Forward requests in flight at once [default: 4].
     #[arg(long, env = "FAULTLINE_FORWARD_CONCURRENCY", value_name = "N")]
     pub forward_concurrency: Option<String>,
+    /// TLS certificate chain (PEM) for every listener that has no certificate of its own;
+    /// needs --tls-key-file [default: plain text].
+    #[arg(long, env = "FAULTLINE_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --tls-cert-file.
+    #[arg(long, env = "FAULTLINE_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to: mutual TLS on every
+    /// TLS listener that has no client CA of its own [default: no client certificates].
+    #[arg(long, env = "FAULTLINE_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) of the OTLP/gRPC listener [default: --tls-cert-file].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_TLS_CERT_FILE", value_name = "FILE")]
+    pub otlp_grpc_tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the OTLP/gRPC listener [default: --tls-key-file].
+    #[arg(long, env = "FAULTLINE_OTLP_GRPC_TLS_KEY_FILE", value_name = "FILE")]
+    pub otlp_grpc_tls_key_file: Option<PathBuf>,
+
+    /// Client CA (PEM) of the OTLP/gRPC listener [default: --tls-client-ca-file].
+    #[arg(
+        long,
+        env = "FAULTLINE_OTLP_GRPC_TLS_CLIENT_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub otlp_grpc_tls_client_ca_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) of the OTLP/HTTP listener [default: --tls-cert-file].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_TLS_CERT_FILE", value_name = "FILE")]
+    pub otlp_http_tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the OTLP/HTTP listener [default: --tls-key-file].
+    #[arg(long, env = "FAULTLINE_OTLP_HTTP_TLS_KEY_FILE", value_name = "FILE")]
+    pub otlp_http_tls_key_file: Option<PathBuf>,
+
+    /// Client CA (PEM) of the OTLP/HTTP listener [default: --tls-client-ca-file].
+    #[arg(
+        long,
+        env = "FAULTLINE_OTLP_HTTP_TLS_CLIENT_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub otlp_http_tls_client_ca_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM) of the --http-listen listener [default: --tls-cert-file].
+    #[arg(long, env = "FAULTLINE_HTTP_TLS_CERT_FILE", value_name = "FILE")]
+    pub http_tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the --http-listen listener [default: --tls-key-file].
+    #[arg(long, env = "FAULTLINE_HTTP_TLS_KEY_FILE", value_name = "FILE")]
+    pub http_tls_key_file: Option<PathBuf>,
+
+    /// Client CA (PEM) of the --http-listen listener [default: --tls-client-ca-file].
+    #[arg(long, env = "FAULTLINE_HTTP_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    pub http_tls_client_ca_file: Option<PathBuf>,
+
+    /// Bearer tokens (one a line; blank lines and `#` comments ignored) required as
+    /// `Authorization: Bearer <token>` on the OTLP/gRPC (verdict API included) and OTLP/HTTP
+    /// listeners; re-read when the file changes [default: no authentication].
+    #[arg(long, env = "FAULTLINE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Bearer tokens (same format) required for /metrics, /api/v1/... and the Grafana
+    /// endpoints on --http-listen; /healthz and /readyz stay open [default: open].
+    #[arg(long, env = "FAULTLINE_API_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub api_auth_token_file: Option<PathBuf>,
 }
 
 /// The validated configuration of the service.
@@ -287,6 +373,36 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The forwarder, when `--forward-endpoint` is set.
     pub forward: Option<ForwardConfig>,
+    /// TLS and bearer-token authentication of the listeners (files named, not yet read:
+    /// `crate::security` loads them at start-up).
+    pub security: SecurityConfig,
+}
+
+/// The files of one TLS listener, after the per-listener options fell back to the shared
+/// ones. Each path comes with the option that named it, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM) and its option.
+    pub cert: (&'static str, PathBuf),
+    /// The private key (PEM) and its option.
+    pub key: (&'static str, PathBuf),
+    /// The client CA (PEM) and its option, when client certificates are required.
+    pub client_ca: Option<(&'static str, PathBuf)>,
+}
+
+/// TLS and authentication of the three listeners; `None` is plain text / no token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// TLS of `--otlp-grpc-listen`.
+    pub otlp_grpc_tls: Option<TlsFiles>,
+    /// TLS of `--otlp-http-listen`.
+    pub otlp_http_tls: Option<TlsFiles>,
+    /// TLS of `--http-listen`.
+    pub http_tls: Option<TlsFiles>,
+    /// `--auth-token-file`: tokens of the OTLP listeners.
+    pub auth_token_file: Option<PathBuf>,
+    /// `--api-auth-token-file`: tokens of /metrics and the API.
+    pub api_auth_token_file: Option<PathBuf>,
 }
 
 /// The verdict metrics (DESIGN §5).
@@ -453,6 +569,30 @@ impl ServeArgs {
             forward_timeout: self.forward_timeout.or(lower.forward_timeout),
             forward_max_elapsed: self.forward_max_elapsed.or(lower.forward_max_elapsed),
             forward_concurrency: self.forward_concurrency.or(lower.forward_concurrency),
+            tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(lower.tls_key_file),
+            tls_client_ca_file: self.tls_client_ca_file.or(lower.tls_client_ca_file),
+            otlp_grpc_tls_cert_file: self
+                .otlp_grpc_tls_cert_file
+                .or(lower.otlp_grpc_tls_cert_file),
+            otlp_grpc_tls_key_file: self.otlp_grpc_tls_key_file.or(lower.otlp_grpc_tls_key_file),
+            otlp_grpc_tls_client_ca_file: self
+                .otlp_grpc_tls_client_ca_file
+                .or(lower.otlp_grpc_tls_client_ca_file),
+            otlp_http_tls_cert_file: self
+                .otlp_http_tls_cert_file
+                .or(lower.otlp_http_tls_cert_file),
+            otlp_http_tls_key_file: self.otlp_http_tls_key_file.or(lower.otlp_http_tls_key_file),
+            otlp_http_tls_client_ca_file: self
+                .otlp_http_tls_client_ca_file
+                .or(lower.otlp_http_tls_client_ca_file),
+            http_tls_cert_file: self.http_tls_cert_file.or(lower.http_tls_cert_file),
+            http_tls_key_file: self.http_tls_key_file.or(lower.http_tls_key_file),
+            http_tls_client_ca_file: self
+                .http_tls_client_ca_file
+                .or(lower.http_tls_client_ca_file),
+            auth_token_file: self.auth_token_file.or(lower.auth_token_file),
+            api_auth_token_file: self.api_auth_token_file.or(lower.api_auth_token_file),
         }
     }
 }
@@ -834,6 +974,7 @@ fn count(option: &'static str, raw: Option<String>, default: usize) -> Result<us
 /// The first invalid option, named.
 pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
     let forward = forward(&a)?;
+    let security = security(&a)?;
     let trace_idle = duration("trace-idle", a.trace_idle, "10s")?;
     let trace_max_age = duration("trace-max-age", a.trace_max_age, "60s")?;
     if trace_max_age < trace_idle {
@@ -923,7 +1064,126 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             otlp,
         },
         forward,
+        security,
     })
+}
+
+/// A path option; an empty value (an unset variable in a Helm template) is no value.
+fn path_option(raw: &Option<PathBuf>) -> Option<PathBuf> {
+    raw.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned()
+}
+
+/// One listener's TLS files: its own certificate and key as a pair when either is set,
+/// else the shared pair; its own client CA when set, else the shared one. The files are
+/// only named here; `crate::security` reads them (so `--config` files can be checked on
+/// a machine without the mounted secrets).
+fn tls_files(
+    own: [(&'static str, Option<PathBuf>); 3],
+    shared: [(&'static str, Option<PathBuf>); 3],
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let pair = |[(cert_opt, cert), (key_opt, key), _]: &[(&'static str, Option<PathBuf>); 3]| match (
+        path_option(cert),
+        path_option(key),
+    ) {
+        (Some(c), Some(k)) => Ok(Some(((*cert_opt, c), (*key_opt, k)))),
+        (Some(c), None) => Err(ConfigError::Missing {
+            option: key_opt,
+            reason: format!("--{cert_opt} {} is set without its key", c.display()),
+        }),
+        (None, Some(k)) => Err(ConfigError::Missing {
+            option: cert_opt,
+            reason: format!("--{key_opt} {} is set without its certificate", k.display()),
+        }),
+        (None, None) => Ok(None),
+    };
+    let own_pair = pair(&own)?;
+    let shared_pair = pair(&shared)?;
+    let (own_ca_opt, own_ca) = &own[2];
+    let (shared_ca_opt, shared_ca) = &shared[2];
+    let own_ca = path_option(own_ca).map(|p| (*own_ca_opt, p));
+    match (own_pair.or(shared_pair), own_ca) {
+        (Some((cert, key)), own_ca) => Ok(Some(TlsFiles {
+            cert,
+            key,
+            client_ca: own_ca.or_else(|| path_option(shared_ca).map(|p| (*shared_ca_opt, p))),
+        })),
+        // A listener's own client CA only means anything on a TLS listener (the shared
+        // one applies to the TLS listeners; `security` checks that there is one).
+        (None, Some((option, path))) => Err(ConfigError::Missing {
+            option: shared[0].0,
+            reason: format!(
+                "--{option} {} asks for client certificates, which need TLS: set --{} and \
+                 --{} (or the listener's own)",
+                path.display(),
+                shared[0].0,
+                shared[1].0
+            ),
+        }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The listeners' TLS files and the token files (see [`SecurityConfig`]).
+fn security(a: &ServeArgs) -> Result<SecurityConfig, ConfigError> {
+    let shared = || {
+        [
+            ("tls-cert-file", a.tls_cert_file.clone()),
+            ("tls-key-file", a.tls_key_file.clone()),
+            ("tls-client-ca-file", a.tls_client_ca_file.clone()),
+        ]
+    };
+    let config = SecurityConfig {
+        otlp_grpc_tls: tls_files(
+            [
+                ("otlp-grpc-tls-cert-file", a.otlp_grpc_tls_cert_file.clone()),
+                ("otlp-grpc-tls-key-file", a.otlp_grpc_tls_key_file.clone()),
+                (
+                    "otlp-grpc-tls-client-ca-file",
+                    a.otlp_grpc_tls_client_ca_file.clone(),
+                ),
+            ],
+            shared(),
+        )?,
+        otlp_http_tls: tls_files(
+            [
+                ("otlp-http-tls-cert-file", a.otlp_http_tls_cert_file.clone()),
+                ("otlp-http-tls-key-file", a.otlp_http_tls_key_file.clone()),
+                (
+                    "otlp-http-tls-client-ca-file",
+                    a.otlp_http_tls_client_ca_file.clone(),
+                ),
+            ],
+            shared(),
+        )?,
+        http_tls: tls_files(
+            [
+                ("http-tls-cert-file", a.http_tls_cert_file.clone()),
+                ("http-tls-key-file", a.http_tls_key_file.clone()),
+                ("http-tls-client-ca-file", a.http_tls_client_ca_file.clone()),
+            ],
+            shared(),
+        )?,
+        auth_token_file: path_option(&a.auth_token_file),
+        api_auth_token_file: path_option(&a.api_auth_token_file),
+    };
+    let no_tls = [
+        &config.otlp_grpc_tls,
+        &config.otlp_http_tls,
+        &config.http_tls,
+    ]
+    .iter()
+    .all(|t| t.is_none());
+    match path_option(&a.tls_client_ca_file) {
+        Some(ca) if no_tls => Err(ConfigError::Missing {
+            option: "tls-cert-file",
+            reason: format!(
+                "--tls-client-ca-file {} asks for client certificates, which need TLS: set \
+                 --tls-cert-file and --tls-key-file (or a listener's own)",
+                ca.display()
+            ),
+        }),
+        _ => Ok(config),
+    }
 }
 
 #[cfg(test)]
@@ -1124,6 +1384,145 @@ mod tests {
             };
             let e = resolve(a).unwrap_err().to_string();
             assert!(e.contains(&format!("--{option}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn listeners_are_plain_text_without_tls_options() {
+        let c = Config::default();
+        assert_eq!(c.security, SecurityConfig::default());
+    }
+
+    #[test]
+    fn shared_tls_files_apply_to_every_listener_and_own_ones_win() {
+        let c = resolve(
+            parse_file(
+                "tls-cert-file = \"/s/cert.pem\"\ntls-key-file = \"/s/key.pem\"\n\
+                 tls-client-ca-file = \"/s/ca.pem\"\n\
+                 http-tls-cert-file = \"/h/cert.pem\"\nhttp-tls-key-file = \"/h/key.pem\"\n\
+                 otlp-http-tls-client-ca-file = \"/o/ca.pem\"\n\
+                 auth-token-file = \"/t/otlp\"\napi-auth-token-file = \"/t/api\"",
+            )
+            .unwrap(),
+        )
+        .unwrap()
+        .security;
+        let grpc = c.otlp_grpc_tls.unwrap();
+        assert_eq!(grpc.cert, ("tls-cert-file", PathBuf::from("/s/cert.pem")));
+        assert_eq!(grpc.key, ("tls-key-file", PathBuf::from("/s/key.pem")));
+        assert_eq!(
+            grpc.client_ca,
+            Some(("tls-client-ca-file", PathBuf::from("/s/ca.pem")))
+        );
+        let otlp_http = c.otlp_http_tls.unwrap();
+        assert_eq!(otlp_http.cert.1, PathBuf::from("/s/cert.pem"));
+        assert_eq!(
+            otlp_http.client_ca,
+            Some(("otlp-http-tls-client-ca-file", PathBuf::from("/o/ca.pem")))
+        );
+        let http = c.http_tls.unwrap();
+        assert_eq!(
+            http.cert,
+            ("http-tls-cert-file", PathBuf::from("/h/cert.pem"))
+        );
+        assert_eq!(http.key.1, PathBuf::from("/h/key.pem"));
+        assert_eq!(c.auth_token_file, Some(PathBuf::from("/t/otlp")));
+        assert_eq!(c.api_auth_token_file, Some(PathBuf::from("/t/api")));
+    }
+
+    #[test]
+    fn one_listener_can_have_tls_alone() {
+        let a = ServeArgs {
+            otlp_grpc_tls_cert_file: Some("/g/cert.pem".into()),
+            otlp_grpc_tls_key_file: Some("/g/key.pem".into()),
+            // An empty value (an unset Helm value) is no value.
+            tls_cert_file: Some("".into()),
+            ..Default::default()
+        };
+        let c = resolve(a).unwrap().security;
+        assert!(c.otlp_grpc_tls.is_some());
+        assert!(c.otlp_http_tls.is_none() && c.http_tls.is_none());
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_names_the_missing_option() {
+        let cases = [
+            (
+                ServeArgs {
+                    tls_cert_file: Some("/c.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-key-file: --tls-cert-file /c.pem",
+            ),
+            (
+                ServeArgs {
+                    tls_key_file: Some("/k.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-cert-file: --tls-key-file /k.pem",
+            ),
+            (
+                ServeArgs {
+                    otlp_http_tls_cert_file: Some("/c.pem".into()),
+                    tls_key_file: Some("/k.pem".into()),
+                    tls_cert_file: Some("/s.pem".into()),
+                    ..Default::default()
+                },
+                "missing --otlp-http-tls-key-file",
+            ),
+            (
+                ServeArgs {
+                    tls_client_ca_file: Some("/ca.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-cert-file: --tls-client-ca-file /ca.pem",
+            ),
+            (
+                ServeArgs {
+                    http_tls_client_ca_file: Some("/ca.pem".into()),
+                    otlp_grpc_tls_cert_file: Some("/c.pem".into()),
+                    otlp_grpc_tls_key_file: Some("/k.pem".into()),
+                    ..Default::default()
+                },
+                "missing --tls-cert-file: --http-tls-client-ca-file /ca.pem",
+            ),
+        ];
+        for (args, expected) in cases {
+            let e = resolve(args).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn tls_and_token_options_come_from_the_environment_too() {
+        let cli = Cli::try_parse_from([
+            "faultline",
+            "--otlp-grpc-tls-cert-file",
+            "/g.pem",
+            "--otlp-grpc-tls-key-file",
+            "/g.key",
+            "--auth-token-file",
+            "/tokens",
+        ])
+        .unwrap();
+        let c = resolve(cli.serve).unwrap().security;
+        assert!(c.otlp_grpc_tls.is_some());
+        assert_eq!(c.auth_token_file, Some(PathBuf::from("/tokens")));
+        let names: Vec<String> = <Cli as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for env in [
+            "FAULTLINE_TLS_CERT_FILE",
+            "FAULTLINE_TLS_KEY_FILE",
+            "FAULTLINE_TLS_CLIENT_CA_FILE",
+            "FAULTLINE_OTLP_GRPC_TLS_CLIENT_CA_FILE",
+            "FAULTLINE_OTLP_HTTP_TLS_KEY_FILE",
+            "FAULTLINE_HTTP_TLS_CERT_FILE",
+            "FAULTLINE_AUTH_TOKEN_FILE",
+            "FAULTLINE_API_AUTH_TOKEN_FILE",
+        ] {
+            assert!(names.iter().any(|n| n == env), "{env}");
         }
     }
 

@@ -51,6 +51,12 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("faultline: {e:#}");
+            // A TLS or token file that cannot be used is a bad option, like a bad flag.
+            if e.chain().any(|c| {
+                c.is::<config::ConfigError>() || c.is::<faultline::forward::client::ClientError>()
+            }) {
+                return std::process::ExitCode::from(2);
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -30,6 +30,7 @@ use tonic::server::{NamedService, UnaryService};
 
 use super::lite::LiteExportRequest;
 use super::{Ingest, IngestError};
+use crate::auth::Unauthenticated;
 use crate::telemetry::metrics::{Metrics, RefuseReason, Transport};
 
 /// The gRPC service name (opentelemetry-proto `collector/trace/v1/trace_service.proto`).
@@ -116,6 +117,12 @@ impl UnaryService<Result<LiteExportRequest, prost::DecodeError>> for ExportMetho
         &mut self,
         request: tonic::Request<Result<LiteExportRequest, prost::DecodeError>>,
     ) -> Self::Future {
+        if request.extensions().get::<Unauthenticated>().is_some() {
+            let err = self
+                .0
+                .refuse_unauthenticated(request.get_ref().as_ref().ok(), Transport::Grpc);
+            return ready(Err(err.to_grpc_status()));
+        }
         let result = match request.into_inner() {
             Ok(req) => self.0.export(req, Transport::Grpc),
             Err(e) => {
@@ -224,22 +231,25 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let is_export = req.uri().path() == EXPORT_PATH;
+        let unauthenticated = req.extensions().get::<Unauthenticated>().is_some();
         let metrics = self.metrics.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let mut resp = fut.await?;
             if is_export {
-                remap_tonic_refusal(resp.headers_mut(), &metrics);
+                remap_tonic_refusal(resp.headers_mut(), &metrics, unauthenticated);
             }
             Ok(resp)
         })
     }
 }
 
-/// Our handler answers OK, INVALID_ARGUMENT or UNAVAILABLE, and counts its own refusals;
-/// any other status on a trailers-only Export response was produced by tonic while
-/// receiving the message.
-fn remap_tonic_refusal(headers: &mut http::HeaderMap, metrics: &Metrics) {
+/// Our handler answers OK, INVALID_ARGUMENT, UNAVAILABLE or UNAUTHENTICATED, and counts
+/// its own refusals; any other status on a trailers-only Export response was produced by
+/// tonic while receiving the message. For a request without a valid bearer token
+/// (`unauthenticated`) that refusal becomes UNAUTHENTICATED too: a sender without a token
+/// learns nothing else, not even that its message was too large.
+fn remap_tonic_refusal(headers: &mut http::HeaderMap, metrics: &Metrics, unauthenticated: bool) {
     let Some(code) = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
@@ -247,6 +257,16 @@ fn remap_tonic_refusal(headers: &mut http::HeaderMap, metrics: &Metrics) {
     else {
         return;
     };
+    let ours = tonic::Code::Unauthenticated as i32;
+    if unauthenticated && code != ours && code != tonic::Code::Ok as i32 {
+        metrics.refuse_request(Transport::Grpc, RefuseReason::Unauthenticated);
+        headers.insert("grpc-status", http::HeaderValue::from(ours));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("missing%20or%20invalid%20bearer%20token"),
+        );
+        return;
+    }
     let (err, reason) = match tonic::Code::from_i32(code) {
         // Over the limit as sent, or while gunzipping.
         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
@@ -278,16 +298,16 @@ mod tests {
         let m = Metrics::default();
         let mut h = http::HeaderMap::new();
         h.insert("grpc-status", http::HeaderValue::from(11));
-        remap_tonic_refusal(&mut h, &m);
+        remap_tonic_refusal(&mut h, &m, false);
         assert_eq!(h["grpc-status"], "8");
         h.insert("grpc-status", http::HeaderValue::from(13));
-        remap_tonic_refusal(&mut h, &m);
+        remap_tonic_refusal(&mut h, &m, false);
         assert_eq!(h["grpc-status"], "3");
         h.insert("grpc-status", http::HeaderValue::from(14));
-        remap_tonic_refusal(&mut h, &m);
+        remap_tonic_refusal(&mut h, &m, false);
         assert_eq!(h["grpc-status"], "14", "our own push-back is left alone");
         h.insert("grpc-status", http::HeaderValue::from(3));
-        remap_tonic_refusal(&mut h, &m);
+        remap_tonic_refusal(&mut h, &m, false);
         assert_eq!(
             h["grpc-status"], "3",
             "our own INVALID_ARGUMENT is left alone"
@@ -306,6 +326,33 @@ mod tests {
             1,
             "only tonic's INTERNAL is counted here; the handler counts its own"
         );
+    }
+
+    #[test]
+    fn tonic_refusals_of_an_unauthenticated_export_become_unauthenticated() {
+        let m = Metrics::default();
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", http::HeaderValue::from(11));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("message length too large: 9999999"),
+        );
+        remap_tonic_refusal(&mut h, &m, true);
+        assert_eq!(h["grpc-status"], "16");
+        assert_eq!(h["grpc-message"], "missing%20or%20invalid%20bearer%20token");
+        let refused = |reason| {
+            m.refused_requests
+                .get_or_create(&crate::telemetry::metrics::RefusedLabels {
+                    transport: Transport::Grpc,
+                    reason,
+                })
+                .get()
+        };
+        assert_eq!(refused(RefuseReason::Unauthenticated), 1);
+        assert_eq!(refused(RefuseReason::TooLarge), 0);
+        // The handler's own UNAUTHENTICATED was counted by the handler.
+        remap_tonic_refusal(&mut h, &m, true);
+        assert_eq!(refused(RefuseReason::Unauthenticated), 1);
     }
 
     #[test]

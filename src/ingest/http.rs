@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -25,6 +26,7 @@ use prost::Message;
 
 use super::lite::LiteExportRequest;
 use super::{Ingest, IngestError};
+use crate::auth::Unauthenticated;
 use crate::telemetry::metrics::Transport;
 
 /// Payload encodings of OTLP/HTTP.
@@ -52,7 +54,22 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .with_state(ingest)
 }
 
-async fn export(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+async fn export(
+    State(ingest): State<Arc<Ingest>>,
+    unauthenticated: Option<Extension<Unauthenticated>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if unauthenticated.is_some() {
+        // Refused whatever the payload; decoded (bounded) only to count its spans.
+        let format = media_type(&headers).ok();
+        let decoded = match format {
+            Some(format) => read_request(&ingest, &headers, body, format).await.ok(),
+            None => None,
+        };
+        let err = ingest.refuse_unauthenticated(decoded.as_ref(), Transport::Http);
+        return error_response(&err, format.unwrap_or(Format::Protobuf));
+    }
     // Without a recognised content type we cannot even pick the error body's format.
     let format = match media_type(&headers) {
         Ok(f) => f,
@@ -196,6 +213,12 @@ fn error_response(err: &IngestError, format: Format) -> Response {
         body,
     )
         .into_response();
+    if matches!(err, IngestError::Unauthenticated) {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::auth::CHALLENGE),
+        );
+    }
     if let Some(after) = err.retry_after() {
         resp.headers_mut().insert(
             header::RETRY_AFTER,

@@ -57,6 +57,10 @@ pub enum IngestError {
         /// `--forward-queue-size`.
         capacity: usize,
     },
+    /// No valid bearer token (`--auth-token-file`); the same for a missing, a malformed
+    /// and a wrong token.
+    #[error("{}", crate::auth::UNAUTHENTICATED_MESSAGE)]
+    Unauthenticated,
 }
 
 impl IngestError {
@@ -68,6 +72,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) => RefuseReason::UnsupportedMediaType,
             IngestError::Overloaded(_) => RefuseReason::Overloaded,
             IngestError::ForwardQueueFull { .. } => RefuseReason::ForwardQueueFull,
+            IngestError::Unauthenticated => RefuseReason::Unauthenticated,
         }
     }
 
@@ -86,6 +91,7 @@ impl IngestError {
                     ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
                 )
             }
+            IngestError::Unauthenticated => tonic::Status::unauthenticated(self.to_string()),
         }
     }
 
@@ -99,6 +105,7 @@ impl IngestError {
             IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            IngestError::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -273,6 +280,29 @@ impl Ingest {
                 Err(err)
             }
         }
+    }
+
+    /// Refuses an export that carried no valid bearer token ([`crate::auth`]): counts the
+    /// request and, when it decoded, its spans, with reason `unauthenticated`. Nothing
+    /// of it is converted or buffered.
+    pub fn refuse_unauthenticated(
+        &self,
+        decoded: Option<&LiteExportRequest>,
+        transport: Transport,
+    ) -> IngestError {
+        if let Some(req) = decoded {
+            let spans: usize = req
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.metrics
+                .refuse_spans(transport, RefuseReason::Unauthenticated, spans as u64);
+        }
+        let err = IngestError::Unauthenticated;
+        self.refused(transport, &err);
+        err
     }
 
     /// Counts and logs a request refused whole.

@@ -36,6 +36,26 @@ pub enum RefuseReason {
     /// The forward queue is full (the downstream is slow or down): the sender was asked
     /// to retry.
     ForwardQueueFull,
+    /// No valid `Authorization: Bearer` token (`--auth-token-file`).
+    Unauthenticated,
+}
+
+/// Which listener (for the TLS handshake counter).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ListenerName {
+    /// `--otlp-grpc-listen`.
+    OtlpGrpc,
+    /// `--otlp-http-listen`.
+    OtlpHttp,
+    /// `--http-listen`.
+    Http,
+}
+
+/// Labels `{listener}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// otlp_grpc | otlp_http | http
+    pub listener: ListenerName,
 }
 
 /// Why a trace left the buffer.
@@ -235,6 +255,10 @@ pub struct Metrics {
     pub forward: ForwardMetrics,
     /// True when `forward` is registered.
     pub forwarding: bool,
+    /// `faultline_tls_handshake_failures_total{listener}`: TLS connections that failed or
+    /// timed out before the handshake completed (plain-text clients, unknown CAs, missing
+    /// client certificates).
+    pub tls_handshake_failures: Family<ListenerLabels, Counter>,
 }
 
 impl Metrics {
@@ -320,6 +344,11 @@ impl Metrics {
         if self.forwarding {
             self.forward.register(&mut r);
         }
+        r.register(
+            "tls_handshake_failures",
+            "TLS connections that failed or timed out in the handshake, by listener",
+            self.tls_handshake_failures.clone(),
+        );
         r
     }
 
@@ -366,7 +395,9 @@ label_values! {
         UnsupportedMediaType => "unsupported_media_type",
         Overloaded => "overloaded",
         ForwardQueueFull => "forward_queue_full",
+        Unauthenticated => "unauthenticated",
     }
+    ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
     Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

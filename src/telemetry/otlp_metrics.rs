@@ -50,7 +50,7 @@ pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward
 
 /// Every family on `/metrics` today and its OTel name: the documented mapping, pinned by
 /// a test that fails when a family is added without a decision here.
-pub const OTEL_NAMES: [(&str, &str); 20] = [
+pub const OTEL_NAMES: [(&str, &str); 30] = [
     ("faultline_errors_total", "faultline.errors"),
     ("faultline_corrupt_spans_total", "faultline.corrupt_spans"),
     (
@@ -103,6 +103,46 @@ pub const OTEL_NAMES: [(&str, &str); 20] = [
     (
         "faultline_otlp_metrics_exports_total",
         "faultline.otlp_metrics.exports",
+    ),
+    (
+        "faultline_tls_handshake_failures_total",
+        "faultline.tls_handshake_failures",
+    ),
+    (
+        "faultline_forward_queue_spans",
+        "faultline.forward.queue_spans",
+    ),
+    (
+        "faultline_forward_queue_capacity_spans",
+        "faultline.forward.queue_capacity_spans",
+    ),
+    (
+        "faultline_forward_queue_disk_bytes",
+        "faultline.forward.queue_disk_bytes",
+    ),
+    (
+        "faultline_forward_sent_spans_total",
+        "faultline.forward.sent_spans",
+    ),
+    (
+        "faultline_forward_retried_spans_total",
+        "faultline.forward.retried_spans",
+    ),
+    (
+        "faultline_forward_failed_spans_total",
+        "faultline.forward.failed_spans",
+    ),
+    (
+        "faultline_forward_recovered_spans_total",
+        "faultline.forward.recovered_spans",
+    ),
+    (
+        "faultline_forward_queue_disk_errors_total",
+        "faultline.forward.queue_disk_errors",
+    ),
+    (
+        "faultline_forward_queue_wait_seconds",
+        "faultline.forward.queue_wait_seconds",
     ),
 ];
 
@@ -428,8 +468,8 @@ pub fn attribute_map(attributes: &[KeyValue]) -> HashMap<String, String> {
 mod tests {
     use super::*;
     use crate::telemetry::metrics::{
-        ExportLabels, ExportResult, Metrics, RefuseReason, Transport, TransportLabels, Trigger,
-        TriggerLabels,
+        ExportLabels, ExportResult, ForwardReasonLabels, Metrics, RefuseReason, Transport,
+        TransportLabels, Trigger, TriggerLabels,
     };
     use crate::telemetry::verdict_metrics::tests::verdict;
     use crate::telemetry::verdict_metrics::{TraceExemplar, SHARE_BUCKETS};
@@ -500,7 +540,12 @@ mod tests {
     #[test]
     fn every_family_on_metrics_has_its_documented_otel_name() {
         // The registry leaves out families without a series: give each one.
-        let metrics = Metrics::default();
+        let mut metrics = Metrics::default();
+        metrics.forwarding = true;
+        for labels in [&ForwardReasonLabels { reason: "timeout" }] {
+            metrics.forward.retried_spans.get_or_create(labels).inc();
+            metrics.forward.failed_spans.get_or_create(labels).inc();
+        }
         let registry = metrics.registry();
         let grpc = || TransportLabels {
             transport: Transport::Grpc,
@@ -523,6 +568,12 @@ mod tests {
         metrics
             .verdict_metrics
             .record(&verdict("/checkout", "SELECT", Some("fp1")));
+        metrics
+            .tls_handshake_failures
+            .get_or_create(&crate::telemetry::metrics::ListenerLabels {
+                listener: crate::telemetry::metrics::ListenerName::Http,
+            })
+            .inc();
         let families = prometheus_protobuf::encode(&registry).unwrap();
         let mut exposed: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
         let mut documented: Vec<&str> = OTEL_NAMES.iter().map(|(p, _)| *p).collect();

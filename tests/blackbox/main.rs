@@ -18,4 +18,5 @@ mod metrics_export;
 mod otlp_metrics;
 mod pushback;
 mod scenarios;
+mod security;
 mod shutdown;

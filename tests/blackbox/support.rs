@@ -18,7 +18,13 @@ pub struct Faultline {
 }
 
 fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
-    line.split(marker).nth(1)?.trim().parse().ok()
+    // The address may be followed by a note such as " (TLS, bearer token)".
+    line.split(marker)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Faultline {
@@ -70,6 +76,11 @@ impl Faultline {
             api: api.unwrap(),
             log,
         }
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     pub fn grpc_endpoint(&self) -> String {
