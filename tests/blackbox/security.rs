@@ -514,3 +514,77 @@ fn unusable_tls_or_token_files_stop_start_up_naming_the_option() {
         }
     }
 }
+
+/// The forwarder as a TLS client: a second faultline that requires TLS, a client
+/// certificate and a token receives every span the first one forwards, over gRPC and HTTP;
+/// without the test CA the first one cannot connect and keeps the spans queued.
+#[test]
+fn the_forwarder_speaks_mutual_tls_with_a_custom_ca_and_sends_its_headers() {
+    let pki = Pki::new();
+    let tokens = write_tokens(pki.dir.path(), "forward-secret\n");
+    let mut downstream_args = pki.otlp_tls_args();
+    downstream_args.extend(
+        [
+            "--tls-client-ca-file",
+            &pki.path("ca.pem"),
+            "--auth-token-file",
+            tokens.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let downstream = start(&downstream_args);
+    for (protocol, port) in [
+        ("grpc", downstream.grpc.port()),
+        ("http", downstream.otlp_http.port()),
+    ] {
+        let before = accepted(&downstream, protocol);
+        let upstream = Faultline::start(&[
+            "--forward-endpoint",
+            &format!("https://localhost:{port}"),
+            "--forward-protocol",
+            protocol,
+            "--forward-tls-ca-file",
+            &pki.path("ca.pem"),
+            "--forward-tls-cert-file",
+            &pki.path("client.pem"),
+            "--forward-tls-key-file",
+            &pki.path("client.key"),
+            "--forward-header",
+            "authorization=Bearer forward-secret",
+        ]);
+        let (_, sent) = crate::support::python_send("grpc", &upstream.grpc_endpoint(), 4, 5, false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while accepted(&downstream, protocol) < before + sent as f64
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            accepted(&downstream, protocol),
+            before + sent as f64,
+            "{protocol}"
+        );
+        assert_eq!(
+            upstream.metric("faultline_forward_sent_spans_total"),
+            sent as f64
+        );
+    }
+    // Without the CA the server's certificate is not trusted: nothing is delivered, the
+    // spans stay queued and are retried.
+    let untrusting = Faultline::start(&[
+        "--forward-endpoint",
+        &format!("https://localhost:{}", downstream.grpc.port()),
+    ]);
+    let (_, sent) = crate::support::python_send("grpc", &untrusting.grpc_endpoint(), 1, 5, false);
+    assert!(
+        untrusting.wait_metric(
+            "faultline_forward_retried_spans_total{reason=\"unreachable\"}",
+            1.0,
+            Duration::from_secs(30)
+        ) >= 1.0
+    );
+    assert_eq!(
+        untrusting.metric("faultline_forward_queue_spans"),
+        sent as f64
+    );
+}

@@ -168,11 +168,6 @@ impl Faultline {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    /// The log so far.
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
 }
 
 impl Drop for Faultline {
