@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod assembly;
 pub mod config;
+pub mod forward;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;

@@ -1,0 +1,3 @@
+//! The forwarder: sends every accepted span onward over OTLP (issue 5).
+
+pub mod wal;
