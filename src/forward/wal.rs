@@ -1004,3 +1004,503 @@ fn recover_segment(
     }
     Ok(Some(segment))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    fn options(segment_bytes: u64) -> WalOptions {
+        WalOptions { segment_bytes }
+    }
+
+    /// A self-describing payload: record number, length, then bytes derived from both, so
+    /// that a recovered payload proves which record it is and that it is whole.
+    fn payload(n: u64, len: usize) -> Vec<u8> {
+        let len = len.max(12);
+        let mut p = Vec::with_capacity(len);
+        p.extend_from_slice(&n.to_le_bytes());
+        p.extend_from_slice(&(len as u32).to_le_bytes());
+        p.extend((12..len).map(|i| (n as usize).wrapping_mul(31).wrapping_add(i) as u8));
+        p
+    }
+
+    /// The record number of a payload made by [`payload`], or `None` if it is not one.
+    fn payload_number(p: &[u8]) -> Option<u64> {
+        let n = u64::from_le_bytes(p.get(..8)?.try_into().ok()?);
+        let len = u32::from_le_bytes(p.get(8..12)?.try_into().ok()?) as usize;
+        (p.len() == len && payload(n, len) == p).then_some(n)
+    }
+
+    fn seg_path(dir: &Path, number: u64) -> PathBuf {
+        dir.join(file_name(number, SEGMENT_EXT))
+    }
+
+    fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn bytes_on_disk(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != LOCK_FILE)
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != LOCK_FILE {
+                fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn numbers(recovered: &Recovered) -> Vec<u64> {
+        recovered
+            .records
+            .iter()
+            .map(|(_, p)| payload_number(p).expect("a whole, known payload"))
+            .collect()
+    }
+
+    fn flip_byte(path: &Path, at: u64) {
+        let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[0] ^= 0x40;
+        f.write_all_at(&b, at).unwrap();
+    }
+
+    #[test]
+    fn appended_records_come_back_after_reopen_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("q");
+        let (mut wal, recovered) = Wal::open(&dir, WalOptions::default()).unwrap();
+        assert_eq!(recovered, Recovered::default());
+        let ids: Vec<RecordId> = (0..10)
+            .map(|n| wal.append(&payload(n, 100 + n as usize * 50)).unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(wal.pending(), 10);
+        assert_eq!(wal.disk_bytes(), bytes_on_disk(&dir));
+        drop(wal);
+        let (wal, recovered) = Wal::open(&dir, WalOptions::default()).unwrap();
+        assert_eq!(numbers(&recovered), (0..10).collect::<Vec<_>>());
+        let got: Vec<RecordId> = recovered.records.iter().map(|(id, _)| *id).collect();
+        assert_eq!(got, ids);
+        assert_eq!((recovered.torn_tail_bytes, recovered.corrupt_records), (0, 0));
+        assert_eq!(wal.pending(), 10);
+    }
+
+    #[test]
+    fn acked_records_do_not_come_back_whatever_the_ack_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, options(1000)).unwrap();
+        let ids: Vec<RecordId> = (0..20).map(|n| wal.append(&payload(n, 90)).unwrap()).collect();
+        // Out of order, across segments, with a duplicate ack.
+        for n in [17, 3, 4, 11, 0, 19, 3, 8] {
+            wal.ack(ids[n]).unwrap();
+        }
+        assert_eq!(wal.pending(), 13);
+        drop(wal);
+        let (mut wal, recovered) = Wal::open(dir, options(1000)).unwrap();
+        let expected: Vec<u64> = (0..20)
+            .filter(|n| ![17, 3, 4, 11, 0, 19, 8].contains(n))
+            .collect();
+        assert_eq!(numbers(&recovered), expected);
+        // Recovered ids ack like any other; acks of ids gone (or never issued) do nothing.
+        for (id, _) in &recovered.records {
+            wal.ack(*id).unwrap();
+        }
+        wal.ack(ids[0]).unwrap();
+        wal.ack(RecordId {
+            segment: 999,
+            offset: 24,
+        })
+        .unwrap();
+        assert_eq!(wal.pending(), 0);
+        drop(wal);
+        let (_, recovered) = Wal::open(dir, options(1000)).unwrap();
+        assert!(recovered.records.is_empty());
+    }
+
+    #[test]
+    fn ids_after_reopen_never_collide_with_recovered_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut seen = BTreeSet::new();
+        let mut last = None;
+        for round in 0..4u64 {
+            let (mut wal, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+            for (id, _) in &recovered.records {
+                assert!(seen.contains(id));
+            }
+            for n in 0..5 {
+                let id = wal.append(&payload(round * 10 + n, 40)).unwrap();
+                assert!(seen.insert(id), "{id:?} issued twice");
+                assert!(Some(id) > last, "ids increase across runs");
+                last = Some(id);
+                if n % 2 == 0 {
+                    wal.ack(id).unwrap();
+                }
+            }
+        }
+        // Even after everything is acknowledged and deleted.
+        let (mut wal, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+        for (id, _) in recovered.records {
+            wal.ack(id).unwrap();
+        }
+        drop(wal);
+        let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+        assert!(Some(wal.append(b"x").unwrap()) > last);
+    }
+
+    #[test]
+    fn every_truncation_point_of_the_last_segment_recovers_exactly_the_whole_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let template = tmp.path().join("template");
+        let (mut wal, _) = Wal::open(&template, WalOptions::default()).unwrap();
+        let sizes = [12, 13, 40, 12, 100, 25];
+        let ids: Vec<RecordId> = sizes
+            .iter()
+            .enumerate()
+            .map(|(n, &len)| wal.append(&payload(n as u64, len)).unwrap())
+            .collect();
+        wal.ack(ids[2]).unwrap();
+        let number = wal.active.number;
+        drop(wal);
+        let full = fs::metadata(seg_path(&template, number)).unwrap().len();
+        let ends: Vec<u64> = ids
+            .iter()
+            .zip(sizes)
+            .map(|(id, len)| id.offset + FRAME_HEADER_LEN + len as u64)
+            .collect();
+        for cut in 0..=full {
+            let dir = tmp.path().join(format!("cut{cut}"));
+            copy_dir(&template, &dir);
+            let f = OpenOptions::new()
+                .write(true)
+                .open(seg_path(&dir, number))
+                .unwrap();
+            f.set_len(cut).unwrap();
+            drop(f);
+            let (mut wal, recovered) = Wal::open(&dir, WalOptions::default()).unwrap();
+            let whole: Vec<u64> = (0..sizes.len() as u64)
+                .filter(|&n| ends[n as usize] <= cut && n != 2)
+                .collect();
+            assert_eq!(numbers(&recovered), whole, "cut at {cut}");
+            let good_end = ends.iter().copied().filter(|&e| e <= cut).max();
+            let torn = match good_end {
+                _ if cut < HEADER_LEN => cut,
+                Some(end) => cut - end,
+                None => cut - HEADER_LEN,
+            };
+            assert_eq!(recovered.torn_tail_bytes, torn, "cut at {cut}");
+            assert_eq!((recovered.corrupt_records, recovered.unreadable_bytes), (0, 0));
+            // Later appends work and come back after the recovered ones.
+            wal.append(&payload(100, 30)).unwrap();
+            drop(wal);
+            let (_, again) = Wal::open(&dir, WalOptions::default()).unwrap();
+            let mut expected = whole.clone();
+            expected.push(100);
+            assert_eq!(numbers(&again), expected, "cut at {cut}");
+            assert_eq!(again.torn_tail_bytes, 0, "a torn tail is cut once");
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_flipped_payload_byte_in_a_middle_record_is_skipped_and_counted_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+        let ids: Vec<RecordId> = (0..5).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        drop(wal);
+        flip_byte(&seg_path(dir, ids[2].segment), ids[2].offset + 100);
+        let (wal, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+        assert_eq!(numbers(&recovered), vec![0, 1, 3, 4]);
+        assert_eq!(recovered.corrupt_records, 1);
+        assert_eq!((recovered.torn_tail_bytes, recovered.unreadable_bytes), (0, 0));
+        assert_eq!(wal.pending(), 4);
+        drop(wal);
+        let (_, again) = Wal::open(dir, WalOptions::default()).unwrap();
+        assert_eq!(numbers(&again), vec![0, 1, 3, 4]);
+        assert_eq!(again.corrupt_records, 0);
+    }
+
+    #[test]
+    fn a_damaged_last_record_of_an_earlier_segment_is_corrupt_not_torn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, options(500)).unwrap();
+        let ids: Vec<RecordId> = (0..6).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        assert_eq!(ids[1].segment, ids[0].segment);
+        assert_ne!(ids[2].segment, ids[1].segment);
+        drop(wal);
+        flip_byte(&seg_path(dir, ids[1].segment), ids[1].offset + 50);
+        let (_, recovered) = Wal::open(dir, options(500)).unwrap();
+        assert_eq!(numbers(&recovered), vec![0, 2, 3, 4, 5]);
+        assert_eq!(recovered.corrupt_records, 1);
+        assert_eq!(recovered.torn_tail_bytes, 0);
+    }
+
+    #[test]
+    fn a_damaged_length_in_an_earlier_segment_loses_only_the_rest_of_that_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, options(1000)).unwrap();
+        let ids: Vec<RecordId> = (0..8).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        let first = ids[0].segment;
+        assert_eq!(ids[3].segment, first);
+        assert_ne!(ids[4].segment, first);
+        drop(wal);
+        // A length of 4 GiB: above the cap, so never allocated, and untrustworthy.
+        let f = OpenOptions::new()
+            .write(true)
+            .open(seg_path(dir, first))
+            .unwrap();
+        f.write_all_at(&u32::MAX.to_le_bytes(), ids[1].offset)
+            .unwrap();
+        drop(f);
+        let (_, recovered) = Wal::open(dir, options(1000)).unwrap();
+        assert_eq!(numbers(&recovered), vec![0, 4, 5, 6, 7]);
+        assert_eq!(recovered.unreadable_bytes, 3 * 208);
+        assert_eq!((recovered.torn_tail_bytes, recovered.corrupt_records), (0, 0));
+    }
+
+    #[test]
+    fn a_damaged_segment_header_drops_that_segment_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, options(500)).unwrap();
+        let ids: Vec<RecordId> = (0..6).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        drop(wal);
+        flip_byte(&seg_path(dir, ids[2].segment), 3);
+        let (_, recovered) = Wal::open(dir, options(500)).unwrap();
+        assert_eq!(numbers(&recovered), vec![0, 1, 4, 5]);
+        assert_eq!(recovered.unreadable_bytes, HEADER_LEN + 2 * 208);
+    }
+
+    #[test]
+    fn a_newer_format_version_is_refused_and_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+        let id = wal.append(b"0123456789abcdef").unwrap();
+        drop(wal);
+        let path = seg_path(dir, id.segment);
+        let mut header = encode_header(SEGMENT_MAGIC, id.segment);
+        header[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32fast::hash(&header[..20]);
+        header[20..].copy_from_slice(&crc.to_le_bytes());
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&header, 0).unwrap();
+        drop(f);
+        let err = Wal::open(dir, WalOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, WalError::UnsupportedVersion { path: p, version: 2 } if *p == path),
+            "{err}"
+        );
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_torn_ack_entry_is_cut_so_later_acks_stay_aligned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+        let ids: Vec<RecordId> = (0..4).map(|n| wal.append(&payload(n, 50)).unwrap()).collect();
+        wal.ack(ids[0]).unwrap();
+        wal.ack(ids[1]).unwrap();
+        drop(wal);
+        let ack_path = dir.join(file_name(ids[0].segment, ACK_EXT));
+        let f = OpenOptions::new().write(true).open(&ack_path).unwrap();
+        // Half of the second entry lost: its record comes back.
+        f.set_len(HEADER_LEN + ACK_ENTRY_LEN + 5).unwrap();
+        drop(f);
+        let (mut wal, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+        assert_eq!(numbers(&recovered), vec![1, 2, 3]);
+        wal.ack(ids[3]).unwrap();
+        drop(wal);
+        let (_, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+        assert_eq!(numbers(&recovered), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_damaged_ack_entry_brings_its_record_back_and_orphan_ack_files_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+        let ids: Vec<RecordId> = (0..3).map(|n| wal.append(&payload(n, 50)).unwrap()).collect();
+        for id in &ids {
+            wal.ack(*id).unwrap();
+        }
+        drop(wal);
+        let ack_path = dir.join(file_name(ids[0].segment, ACK_EXT));
+        flip_byte(&ack_path, HEADER_LEN + ACK_ENTRY_LEN + 2);
+        let orphan = dir.join(file_name(ids[0].segment - 1, ACK_EXT));
+        fs::write(&orphan, b"left behind").unwrap();
+        let (_, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
+        assert_eq!(numbers(&recovered), vec![1]);
+        assert!(!orphan.exists());
+    }
+
+    #[test]
+    fn fully_acked_segments_are_deleted_and_disk_use_returns_to_one_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let segment_bytes = 4096;
+        let (mut wal, _) = Wal::open(dir, options(segment_bytes)).unwrap();
+        let ids: Vec<RecordId> = (0..100).map(|n| wal.append(&payload(n, 500)).unwrap()).collect();
+        assert!(files(dir, SEGMENT_EXT).len() > 10);
+        assert!(files(dir, SEGMENT_EXT)
+            .iter()
+            .all(|p| fs::metadata(p).unwrap().len() <= segment_bytes));
+        assert_eq!(wal.disk_bytes(), bytes_on_disk(dir));
+        // Acked newest first: no segment empties until its oldest record goes.
+        for id in ids.iter().rev() {
+            wal.ack(*id).unwrap();
+            assert_eq!(wal.disk_bytes(), bytes_on_disk(dir));
+        }
+        assert_eq!(wal.pending(), 0);
+        assert_eq!(files(dir, SEGMENT_EXT).len(), 1, "only the segment being written");
+        assert!(wal.disk_bytes() <= segment_bytes + HEADER_LEN + 10 * ACK_ENTRY_LEN);
+        wal.sync().unwrap();
+    }
+
+    #[test]
+    fn ack_files_stay_bounded_over_many_cycles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let segment_bytes = 2048;
+        let (mut wal, _) = Wal::open(dir, options(segment_bytes)).unwrap();
+        let mut n = 0;
+        for cycle in 0..200 {
+            let ids: Vec<RecordId> = (0..7)
+                .map(|_| {
+                    n += 1;
+                    wal.append(&payload(n, 300)).unwrap()
+                })
+                .collect();
+            for id in ids.iter().rev() {
+                wal.ack(*id).unwrap();
+            }
+            if cycle % 50 == 0 {
+                wal.sync().unwrap();
+            }
+            assert!(files(dir, SEGMENT_EXT).len() <= 1);
+            assert!(files(dir, ACK_EXT).len() <= 1);
+            // One segment and the acks of its at most six records.
+            assert!(wal.disk_bytes() <= segment_bytes + HEADER_LEN + 6 * ACK_ENTRY_LEN);
+            assert_eq!(wal.disk_bytes(), bytes_on_disk(dir));
+        }
+        assert_eq!(wal.open_ack_files, 1);
+    }
+
+    #[test]
+    fn more_segments_than_open_ack_files_still_ack_durably() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // One record a segment, two records per segment: 100 live segments.
+        let (mut wal, _) = Wal::open(dir, options(300)).unwrap();
+        let ids: Vec<RecordId> = (0..200).map(|n| wal.append(&payload(n, 130)).unwrap()).collect();
+        assert!(files(dir, SEGMENT_EXT).len() >= 100);
+        for (n, id) in ids.iter().enumerate() {
+            if n % 2 == 1 {
+                wal.ack(*id).unwrap();
+            }
+        }
+        assert!(wal.open_ack_files <= MAX_OPEN_ACK_FILES);
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, recovered) = Wal::open(dir, options(300)).unwrap();
+        assert_eq!(numbers(&recovered), (0..200).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_second_open_of_the_directory_is_refused_while_the_first_is_alive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("q");
+        let (mut wal, _) = Wal::open(&dir, WalOptions::default()).unwrap();
+        wal.append(b"kept").unwrap();
+        match Wal::open(&dir, WalOptions::default()) {
+            Err(WalError::Locked { dir: d, lock }) => {
+                assert_eq!(d, dir);
+                assert_eq!(lock, dir.join("lock"));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(wal);
+        let (_, recovered) = Wal::open(&dir, WalOptions::default()).unwrap();
+        assert_eq!(recovered.records.len(), 1);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_created_is_named_in_the_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a-file");
+        fs::write(&file, b"").unwrap();
+        let dir = file.join("q");
+        let err = Wal::open(&dir, WalOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, WalError::Io { path, .. } if *path == dir),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&dir.display().to_string()));
+    }
+
+    #[test]
+    fn files_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("q");
+        let (mut wal, _) = Wal::open(&dir, WalOptions::default()).unwrap();
+        let id = wal.append(b"x").unwrap();
+        wal.ack(id).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o077;
+        assert_eq!(mode(&dir), 0);
+        for p in files(&dir, SEGMENT_EXT).iter().chain(&files(&dir, ACK_EXT)) {
+            assert_eq!(mode(p), 0, "{}", p.display());
+        }
+    }
+
+    #[test]
+    fn a_record_above_the_cap_is_refused_and_nothing_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(tmp.path(), WalOptions::default()).unwrap();
+        let before = wal.disk_bytes();
+        let big = vec![0u8; MAX_RECORD_BYTES + 1];
+        assert!(matches!(
+            wal.append(&big),
+            Err(WalError::RecordTooLarge { len }) if len == MAX_RECORD_BYTES + 1
+        ));
+        assert_eq!(wal.disk_bytes(), before);
+        assert_eq!(wal.pending(), 0);
+    }
+
+    #[test]
+    fn large_payloads_written_in_two_calls_come_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, options(1 << 20)).unwrap();
+        for (n, len) in [(0, SINGLE_WRITE_MAX), (1, SINGLE_WRITE_MAX + 1), (2, 3 << 20)] {
+            wal.append(&payload(n, len)).unwrap();
+        }
+        drop(wal);
+        let (_, recovered) = Wal::open(dir, options(1 << 20)).unwrap();
+        assert_eq!(numbers(&recovered), vec![0, 1, 2]);
+    }
+}
