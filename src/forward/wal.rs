@@ -308,7 +308,9 @@ fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN as usize] {
     hasher.update(&len);
     hasher.update(payload);
     let crc = hasher.finalize().to_le_bytes();
-    [len[0], len[1], len[2], len[3], crc[0], crc[1], crc[2], crc[3]]
+    [
+        len[0], len[1], len[2], len[3], crc[0], crc[1], crc[2], crc[3],
+    ]
 }
 
 fn ack_entry(offset: u64) -> [u8; ACK_ENTRY_LEN as usize] {
@@ -809,10 +811,8 @@ impl Wal {
             if let Some(file) = segment.acks.file.take() {
                 self.open_ack_files -= 1;
                 if segment.acks.dirty {
-                    file.sync_data().map_err(io_err(
-                        "sync",
-                        &self.dir.join(file_name(number, ACK_EXT)),
-                    ))?;
+                    file.sync_data()
+                        .map_err(io_err("sync", &self.dir.join(file_name(number, ACK_EXT))))?;
                     segment.acks.dirty = false;
                 }
             }
@@ -1076,7 +1076,11 @@ mod tests {
     }
 
     fn flip_byte(path: &Path, at: u64) {
-        let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, at).unwrap();
         b[0] ^= 0x40;
@@ -1100,7 +1104,10 @@ mod tests {
         assert_eq!(numbers(&recovered), (0..10).collect::<Vec<_>>());
         let got: Vec<RecordId> = recovered.records.iter().map(|(id, _)| *id).collect();
         assert_eq!(got, ids);
-        assert_eq!((recovered.torn_tail_bytes, recovered.corrupt_records), (0, 0));
+        assert_eq!(
+            (recovered.torn_tail_bytes, recovered.corrupt_records),
+            (0, 0)
+        );
         assert_eq!(wal.pending(), 10);
     }
 
@@ -1109,7 +1116,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, options(1000)).unwrap();
-        let ids: Vec<RecordId> = (0..20).map(|n| wal.append(&payload(n, 90)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..20)
+            .map(|n| wal.append(&payload(n, 90)).unwrap())
+            .collect();
         // Out of order, across segments, with a duplicate ack.
         for n in [17, 3, 4, 11, 0, 19, 3, 8] {
             wal.ack(ids[n]).unwrap();
@@ -1209,7 +1218,10 @@ mod tests {
                 None => cut - HEADER_LEN,
             };
             assert_eq!(recovered.torn_tail_bytes, torn, "cut at {cut}");
-            assert_eq!((recovered.corrupt_records, recovered.unreadable_bytes), (0, 0));
+            assert_eq!(
+                (recovered.corrupt_records, recovered.unreadable_bytes),
+                (0, 0)
+            );
             // Later appends work and come back after the recovered ones.
             wal.append(&payload(100, 30)).unwrap();
             drop(wal);
@@ -1227,13 +1239,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
-        let ids: Vec<RecordId> = (0..5).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..5)
+            .map(|n| wal.append(&payload(n, 200)).unwrap())
+            .collect();
         drop(wal);
         flip_byte(&seg_path(dir, ids[2].segment), ids[2].offset + 100);
         let (wal, recovered) = Wal::open(dir, WalOptions::default()).unwrap();
         assert_eq!(numbers(&recovered), vec![0, 1, 3, 4]);
         assert_eq!(recovered.corrupt_records, 1);
-        assert_eq!((recovered.torn_tail_bytes, recovered.unreadable_bytes), (0, 0));
+        assert_eq!(
+            (recovered.torn_tail_bytes, recovered.unreadable_bytes),
+            (0, 0)
+        );
         assert_eq!(wal.pending(), 4);
         drop(wal);
         let (_, again) = Wal::open(dir, WalOptions::default()).unwrap();
@@ -1246,7 +1263,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, options(500)).unwrap();
-        let ids: Vec<RecordId> = (0..6).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..6)
+            .map(|n| wal.append(&payload(n, 200)).unwrap())
+            .collect();
         assert_eq!(ids[1].segment, ids[0].segment);
         assert_ne!(ids[2].segment, ids[1].segment);
         drop(wal);
@@ -1262,7 +1281,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, options(1000)).unwrap();
-        let ids: Vec<RecordId> = (0..8).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..8)
+            .map(|n| wal.append(&payload(n, 200)).unwrap())
+            .collect();
         let first = ids[0].segment;
         assert_eq!(ids[3].segment, first);
         assert_ne!(ids[4].segment, first);
@@ -1278,7 +1299,10 @@ mod tests {
         let (_, recovered) = Wal::open(dir, options(1000)).unwrap();
         assert_eq!(numbers(&recovered), vec![0, 4, 5, 6, 7]);
         assert_eq!(recovered.unreadable_bytes, 3 * 208);
-        assert_eq!((recovered.torn_tail_bytes, recovered.corrupt_records), (0, 0));
+        assert_eq!(
+            (recovered.torn_tail_bytes, recovered.corrupt_records),
+            (0, 0)
+        );
     }
 
     #[test]
@@ -1286,7 +1310,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, options(500)).unwrap();
-        let ids: Vec<RecordId> = (0..6).map(|n| wal.append(&payload(n, 200)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..6)
+            .map(|n| wal.append(&payload(n, 200)).unwrap())
+            .collect();
         drop(wal);
         flip_byte(&seg_path(dir, ids[2].segment), 3);
         let (_, recovered) = Wal::open(dir, options(500)).unwrap();
@@ -1322,7 +1348,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
-        let ids: Vec<RecordId> = (0..4).map(|n| wal.append(&payload(n, 50)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..4)
+            .map(|n| wal.append(&payload(n, 50)).unwrap())
+            .collect();
         wal.ack(ids[0]).unwrap();
         wal.ack(ids[1]).unwrap();
         drop(wal);
@@ -1344,7 +1372,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
-        let ids: Vec<RecordId> = (0..3).map(|n| wal.append(&payload(n, 50)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..3)
+            .map(|n| wal.append(&payload(n, 50)).unwrap())
+            .collect();
         for id in &ids {
             wal.ack(*id).unwrap();
         }
@@ -1364,7 +1394,9 @@ mod tests {
         let dir = tmp.path();
         let segment_bytes = 4096;
         let (mut wal, _) = Wal::open(dir, options(segment_bytes)).unwrap();
-        let ids: Vec<RecordId> = (0..100).map(|n| wal.append(&payload(n, 500)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..100)
+            .map(|n| wal.append(&payload(n, 500)).unwrap())
+            .collect();
         assert!(files(dir, SEGMENT_EXT).len() > 10);
         assert!(files(dir, SEGMENT_EXT)
             .iter()
@@ -1376,7 +1408,11 @@ mod tests {
             assert_eq!(wal.disk_bytes(), bytes_on_disk(dir));
         }
         assert_eq!(wal.pending(), 0);
-        assert_eq!(files(dir, SEGMENT_EXT).len(), 1, "only the segment being written");
+        assert_eq!(
+            files(dir, SEGMENT_EXT).len(),
+            1,
+            "only the segment being written"
+        );
         assert!(wal.disk_bytes() <= segment_bytes + HEADER_LEN + 10 * ACK_ENTRY_LEN);
         wal.sync().unwrap();
     }
@@ -1416,7 +1452,9 @@ mod tests {
         let dir = tmp.path();
         // One record a segment, two records per segment: 100 live segments.
         let (mut wal, _) = Wal::open(dir, options(300)).unwrap();
-        let ids: Vec<RecordId> = (0..200).map(|n| wal.append(&payload(n, 130)).unwrap()).collect();
+        let ids: Vec<RecordId> = (0..200)
+            .map(|n| wal.append(&payload(n, 130)).unwrap())
+            .collect();
         assert!(files(dir, SEGMENT_EXT).len() >= 100);
         for (n, id) in ids.iter().enumerate() {
             if n % 2 == 1 {
@@ -1496,7 +1534,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (mut wal, _) = Wal::open(dir, options(1 << 20)).unwrap();
-        for (n, len) in [(0, SINGLE_WRITE_MAX), (1, SINGLE_WRITE_MAX + 1), (2, 3 << 20)] {
+        for (n, len) in [
+            (0, SINGLE_WRITE_MAX),
+            (1, SINGLE_WRITE_MAX + 1),
+            (2, 3 << 20),
+        ] {
             wal.append(&payload(n, len)).unwrap();
         }
         drop(wal);
@@ -1539,7 +1581,9 @@ mod tests {
                 window.push((n, id));
             }
             if window.len() >= 6 {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let (m, id) = window.swap_remove((rng >> 33) as usize % window.len());
                 println!("WAL k {m}");
                 wal.ack(id).unwrap();
@@ -1634,7 +1678,10 @@ mod tests {
             assert_eq!(got.len(), got_set.len(), "a record recovered twice");
             assert!(got.windows(2).all(|w| w[0] < w[1]), "append order");
             for n in &present {
-                assert!(got_set.contains(n), "round {round}: earlier record {n} lost");
+                assert!(
+                    got_set.contains(n),
+                    "round {round}: earlier record {n} lost"
+                );
             }
             for n in &appended {
                 if !ack_started.contains(n) {
@@ -1642,7 +1689,10 @@ mod tests {
                 }
             }
             for n in &got_set {
-                assert!(!acked.contains(n), "round {round}: acked record {n} came back");
+                assert!(
+                    !acked.contains(n),
+                    "round {round}: acked record {n} came back"
+                );
                 // Beyond what was printed: only the append under way at the kill.
                 assert!(
                     present.contains(n) || appended.contains(n) || *n == last + 1,
@@ -1689,11 +1739,7 @@ mod tests {
 
         const SEGMENT_BYTES: u64 = 2048;
 
-        fn reopen(
-            dir: &Path,
-            records: &[Record],
-            torn: u64,
-        ) -> Result<Wal, TestCaseError> {
+        fn reopen(dir: &Path, records: &[Record], torn: u64) -> Result<Wal, TestCaseError> {
             let (wal, recovered) = Wal::open(dir, options(SEGMENT_BYTES)).unwrap();
             let expected: Vec<(RecordId, Vec<u8>)> = records
                 .iter()
@@ -1702,7 +1748,10 @@ mod tests {
                 .collect();
             prop_assert_eq!(&recovered.records, &expected);
             prop_assert_eq!(recovered.torn_tail_bytes, torn);
-            prop_assert_eq!((recovered.corrupt_records, recovered.unreadable_bytes), (0, 0));
+            prop_assert_eq!(
+                (recovered.corrupt_records, recovered.unreadable_bytes),
+                (0, 0)
+            );
             Ok(wal)
         }
 
