@@ -20,8 +20,9 @@
 //!   or power loss too. Appends after the last sync may be lost by an OS crash; acks after
 //!   it may be lost too, and then their records are delivered again: delivery is
 //!   at-least-once, never at-most-once.
-//! - A record is never returned corrupted: every record and ack entry carries a CRC-32, and
-//!   recovery drops what does not check out, counting it in [`Recovered`].
+//! - A record that fails its checksum is never returned: every record and ack entry carries
+//!   a CRC-32, and recovery drops what does not check out, counting it in [`Recovered`].
+//! - Dropping a `Wal` does not sync: call [`Wal::sync`] at shutdown.
 //!
 //! # On-disk format (version 1)
 //! The directory holds a `lock` file (held with `flock(LOCK_EX)` while a [`Wal`] is open),
@@ -56,7 +57,13 @@
 //! [`Recovered::unreadable_bytes`]. Lengths read from disk are checked against
 //! [`MAX_RECORD_BYTES`] and the file size before anything is allocated. Ack entries with a
 //! bad checksum are ignored (their records come back: at-least-once), as are acks of
-//! records that no longer exist.
+//! records that no longer exist. A segment or ack file with a damaged header is deleted
+//! (counted, and logged with its path); one from a newer format version stops
+//! [`Wal::open`] with an error instead, so a downgrade never destroys data.
+//!
+//! Recovery reads every live segment once and returns all unacknowledged payloads in
+//! memory, so its cost in time and memory is the undelivered backlog: bound the directory
+//! (the caller's queue limit) accordingly.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -135,11 +142,12 @@ pub struct Recovered {
     /// the process or the OS stopped. Expected after a crash.
     pub torn_tail_bytes: u64,
     /// Records whose checksum failed although their framing was intact (the data was
-    /// damaged on disk); skipped. Not expected after a mere crash.
+    /// damaged on disk); skipped. Not expected after a process crash; possible after an
+    /// OS crash for data written after the last sync.
     pub corrupt_records: u64,
     /// Bytes of earlier segments that could not be read because a length or header was
     /// damaged (the records in them are lost); truncated or deleted. Not expected after a
-    /// mere crash.
+    /// process crash; possible after an OS crash for data written after the last sync.
     pub unreadable_bytes: u64,
 }
 
@@ -433,9 +441,12 @@ fn recover_acks(path: &Path, number: u64) -> Result<RecoveredAcks, WalError> {
                 version,
             })
         }
-        Header::Short | Header::Damaged => {
-            // Its acks are lost: the segment's records are delivered again.
-            tracing::warn!(path = %path.display(), "forward queue: unreadable ack file removed");
+        header @ (Header::Short | Header::Damaged) => {
+            // Its acks are lost: the segment's records are delivered again. A short file
+            // is a crash while creating it (no ack in it yet), not worth a warning.
+            if matches!(header, Header::Damaged) {
+                tracing::warn!(path = %path.display(), "forward queue: damaged ack file removed");
+            }
             drop(file);
             remove_if_exists(path)?;
             return Ok(none);
@@ -1085,6 +1096,12 @@ mod tests {
         f.read_exact_at(&mut b, at).unwrap();
         b[0] ^= 0x40;
         f.write_all_at(&b, at).unwrap();
+    }
+
+    #[test]
+    fn a_wal_can_move_to_another_thread_behind_a_mutex() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<std::sync::Mutex<Wal>>();
     }
 
     #[test]
