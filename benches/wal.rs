@@ -5,6 +5,10 @@
 //! fsync is timed: `Wal::sync` runs periodically off the append path.
 //!
 //! `cargo bench --bench wal` (the temporary directory is on the default `TMPDIR`).
+//!
+//! Measured 2026-11-25 on the 2-vCPU development VM (ext4 on virtio, load average ~9 from
+//! other tenants, so take these as lower bounds): 1 KiB 4.9 µs (~200k appends/s),
+//! 64 KiB 72 µs (~870 MiB/s), 1 MiB 0.86 ms (~1.1 GiB/s) per append and ack.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use faultline::forward::wal::{Wal, WalOptions};
