@@ -640,9 +640,9 @@ impl Wal {
     /// other than the one being written, the segment and its ack file are deleted.
     ///
     /// # Errors
-    /// [`WalError::Io`] if the ack cannot be written (the record stays pending) or a
-    /// delivered segment cannot be deleted (the ack is recorded; the next
-    /// [`Wal::open`] deletes the segment).
+    /// [`WalError::Io`] if the ack cannot be written (the record stays pending). A
+    /// delivered segment that cannot be deleted is only logged: the ack is recorded, and
+    /// the next [`Wal::open`] deletes the segment.
     pub fn ack(&mut self, id: RecordId) -> Result<(), WalError> {
         let known = self
             .segments
@@ -658,7 +658,7 @@ impl Wal {
         segment.pending.remove(&id.offset);
         self.pending -= 1;
         if segment.pending.is_empty() && id.segment != self.active.number {
-            self.delete_segment(id.segment)?;
+            self.delete_segment(id.segment);
         }
         Ok(())
     }
@@ -751,7 +751,7 @@ impl Wal {
             None => false,
         };
         if done {
-            self.delete_segment(old.number)?;
+            self.delete_segment(old.number);
         }
         Ok(())
     }
@@ -833,17 +833,22 @@ impl Wal {
 
     /// Deletes a fully acknowledged segment: the segment first, so that a crash in between
     /// leaves an orphan ack file (removed by the next open), never records without acks.
-    fn delete_segment(&mut self, number: u64) -> Result<(), WalError> {
+    /// A failure is logged, not returned: the files say everything is delivered, so the
+    /// next open deletes them, and an append or ack should not fail over it.
+    fn delete_segment(&mut self, number: u64) {
         let Some(segment) = self.segments.remove(&number) else {
-            return Ok(());
+            return;
         };
         if segment.acks.file.is_some() {
             self.open_ack_files -= 1;
         }
         self.disk_bytes -= segment.len + segment.acks.len;
         drop(segment);
-        remove_if_exists(&self.dir.join(file_name(number, SEGMENT_EXT)))?;
-        remove_if_exists(&self.dir.join(file_name(number, ACK_EXT)))
+        let removed = remove_if_exists(&self.dir.join(file_name(number, SEGMENT_EXT)))
+            .and_then(|()| remove_if_exists(&self.dir.join(file_name(number, ACK_EXT))));
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "forward queue: delivered segment not deleted");
+        }
     }
 }
 
@@ -1432,6 +1437,31 @@ mod tests {
         );
         assert!(wal.disk_bytes() <= segment_bytes + HEADER_LEN + 10 * ACK_ENTRY_LEN);
         wal.sync().unwrap();
+    }
+
+    #[test]
+    fn a_segment_that_cannot_be_deleted_fails_no_ack_and_goes_at_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut wal, _) = Wal::open(dir, options(500)).unwrap();
+        let ids: Vec<RecordId> = (0..3)
+            .map(|n| wal.append(&payload(n, 200)).unwrap())
+            .collect();
+        let first = seg_path(dir, ids[0].segment);
+        // A directory in its place: unlink fails even for root.
+        let aside = dir.join("aside");
+        fs::rename(&first, &aside).unwrap();
+        fs::create_dir(&first).unwrap();
+        fs::write(first.join("x"), b"x").unwrap();
+        wal.ack(ids[0]).unwrap();
+        wal.ack(ids[1]).unwrap();
+        assert!(first.is_dir());
+        drop(wal);
+        fs::remove_dir_all(&first).unwrap();
+        fs::rename(&aside, &first).unwrap();
+        let (_, recovered) = Wal::open(dir, options(500)).unwrap();
+        assert_eq!(numbers(&recovered), vec![2]);
+        assert!(!first.exists());
     }
 
     #[test]
