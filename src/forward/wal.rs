@@ -3,7 +3,8 @@
 //! delivered downstream survive a restart, a `kill -9` and (up to the last [`Wal::sync`])
 //! an OS crash.
 //!
-//! Pure std plus `crc32fast` and `libc` (for `flock`): no async types. The caller wraps a
+//! Pure std plus `crc32fast`, `libc` (for `flock`) and `tracing` (warnings naming damaged
+//! files): no async types. The caller wraps a
 //! [`Wal`] in a `std::sync::Mutex`; every method does a bounded amount of blocking file I/O
 //! and none waits on anything else.
 //!
