@@ -25,6 +25,7 @@ pub mod encode;
 pub mod journal;
 pub mod queue;
 pub mod retry;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ use retry::{Attempt, Backoff, FailureReason};
 /// Largest request the senders build by concatenating queued ones: well under the 4 MiB
 /// that gRPC servers (the Collector, tonic) accept by default.
 pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// Time between syncs of the on-disk queue to stable storage.
+const DISK_SYNC_PERIOD: Duration = Duration::from_secs(1);
+
 /// Most spans in one forwarded request.
 pub const MAX_BATCH_SPANS: usize = 8192;
 
@@ -69,6 +73,8 @@ pub struct Forwarder {
 
 /// The sender tasks, for the ordered shutdown.
 pub struct ForwarderTasks {
+    /// Stops the periodic sync of the on-disk queue.
+    syncing: CancellationToken,
     /// Each returns the spans it was delivering when `hard_stop` interrupted it.
     senders: Vec<JoinHandle<usize>>,
     /// Cancels in-flight deliveries and back-off waits at the shutdown deadline.
@@ -153,7 +159,28 @@ impl Forwarder {
             disk = cfg.queue_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "forwarding spans"
         );
+        // The on-disk queue survives a process crash as soon as a request is appended; a
+        // sync a second bounds what an OS crash or power loss can take.
+        let syncing = CancellationToken::new();
+        if forwarder.queue.is_durable() {
+            let f = Arc::clone(&forwarder);
+            let stop = syncing.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(DISK_SYNC_PERIOD) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    let q = Arc::clone(&f.queue);
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
+                        tracing::error!("cannot sync the on-disk forward queue: {e}");
+                    }
+                    f.update_gauges();
+                }
+            });
+        }
         let tasks = ForwarderTasks {
+            syncing,
             senders,
             hard_stop,
             forwarder: Arc::clone(&forwarder),
@@ -370,6 +397,7 @@ impl ForwarderTasks {
     /// the on-disk queue, or are counted as failed (`shutdown`) without one.
     pub async fn shutdown(self, deadline: tokio::time::Instant) -> FlushSummary {
         let f = &self.forwarder;
+        self.syncing.cancel();
         f.queue.close();
         let mut senders: Vec<Option<JoinHandle<usize>>> =
             self.senders.into_iter().map(Some).collect();
