@@ -108,7 +108,7 @@ impl AnalysisStage {
         let stored = self.store.record(verdicts);
         for v in &stored {
             for o in &self.observers {
-                o.on_verdict(&v);
+                o.on_verdict(v);
             }
             tracing::debug!(
                 trace_id = %v.trace_id,

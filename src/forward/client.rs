@@ -48,7 +48,7 @@ pub enum Client {
     /// OTLP/gRPC.
     Grpc(GrpcClient),
     /// OTLP/HTTP.
-    Http(HttpClient),
+    Http(Box<HttpClient>),
 }
 
 impl Client {
@@ -61,7 +61,7 @@ impl Client {
         let https = cfg.endpoint.scheme_str() == Some("https");
         Ok(match cfg.protocol {
             ForwardProtocol::Grpc => Client::Grpc(GrpcClient::new(cfg, https)?),
-            ForwardProtocol::Http => Client::Http(HttpClient::new(cfg, https)?),
+            ForwardProtocol::Http => Client::Http(Box::new(HttpClient::new(cfg, https)?)),
         })
     }
 

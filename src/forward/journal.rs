@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::queue::{Journal, JournalId};
+use super::queue::{Journal, JournalId, Recovered};
 use super::wal::{RecordId, Wal, WalOptions};
 
 impl Journal for Wal {
@@ -31,8 +31,7 @@ impl Journal for Wal {
 ///
 /// # Errors
 /// The directory cannot be created, locked (another faultline uses it) or read.
-#[allow(clippy::type_complexity)]
-pub fn open(dir: &Path) -> anyhow::Result<(Box<dyn Journal>, Vec<(JournalId, Vec<u8>)>)> {
+pub fn open(dir: &Path) -> anyhow::Result<(Box<dyn Journal>, Recovered)> {
     let (wal, recovered) = Wal::open(dir, WalOptions::default())
         .map_err(|e| anyhow::anyhow!("--forward-queue-dir {}: {e}", dir.display()))?;
     if recovered.torn_tail_bytes > 0

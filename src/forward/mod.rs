@@ -100,7 +100,7 @@ impl Forwarder {
     pub fn start(
         cfg: &ForwardConfig,
         metrics: Metrics,
-        journal: Option<(Box<dyn Journal>, Vec<(queue::JournalId, Vec<u8>)>)>,
+        journal: Option<(Box<dyn Journal>, queue::Recovered)>,
     ) -> Result<(Arc<Forwarder>, ForwarderTasks), ForwardError> {
         let client = client::Client::new(cfg)?;
         let (journal, recovered) = match journal {

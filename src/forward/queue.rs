@@ -41,6 +41,9 @@ pub trait Journal: Send {
     fn disk_bytes(&self) -> u64;
 }
 
+/// What a journal recovered at start-up: records a previous process left undelivered.
+pub type Recovered = Vec<(JournalId, Vec<u8>)>;
+
 /// Encodes a journal record: span count, then the request.
 pub fn journal_record(spans: usize, body: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + body.len());
@@ -358,7 +361,7 @@ mod tests {
     use super::*;
 
     #[derive(Default, Clone)]
-    struct MemJournal(Arc<Mutex<(u64, Vec<(JournalId, Vec<u8>)>)>>);
+    struct MemJournal(Arc<Mutex<(u64, Recovered)>>);
 
     impl Journal for MemJournal {
         fn append(&mut self, payload: &[u8]) -> Result<JournalId, String> {
