@@ -92,7 +92,9 @@ impl tonic::server::UnaryService<()> for Export {
     type Response = ExportTraceServiceResponse;
     type Future = Ready<Result<tonic::Response<Self::Response>, tonic::Status>>;
     fn call(&mut self, _request: tonic::Request<()>) -> Self::Future {
-        ready(Ok(tonic::Response::new(ExportTraceServiceResponse::default())))
+        ready(Ok(tonic::Response::new(
+            ExportTraceServiceResponse::default(),
+        )))
     }
 }
 
@@ -129,7 +131,12 @@ async fn main() -> anyhow::Result<()> {
         axum::routing::post(move |body: axum::body::Bytes| {
             c.requests.fetch_add(1, Ordering::Relaxed);
             c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-            async { ([("content-type", "application/x-protobuf")], Vec::<u8>::new()) }
+            async {
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
         }),
     );
     tokio::spawn(async move { axum::serve(http, app).await });

@@ -269,6 +269,7 @@ async fn start_with_forwarder(
         assembler: Arc::clone(&assembler),
         store,
         listeners_up: false.into(),
+        forward_queue: forward.as_ref().map(|f| Arc::clone(f.queue())),
     });
     let api_stop = CancellationToken::new();
     let api = {

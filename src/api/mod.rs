@@ -37,6 +37,8 @@ pub struct ApiState {
     pub store: Arc<VerdictStore>,
     /// Set once every listener is bound and serving.
     pub listeners_up: AtomicBool,
+    /// The forwarder's queue, when forwarding: a full queue refuses data, so not ready.
+    pub forward_queue: Option<Arc<crate::forward::queue::ForwardQueue>>,
 }
 
 /// The API router.
@@ -57,6 +59,12 @@ async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "refusing data: span buffer full\n",
+        )
+            .into_response()
+    } else if s.forward_queue.as_ref().is_some_and(|q| !q.has_room()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "refusing data: forward queue full\n",
         )
             .into_response()
     } else {

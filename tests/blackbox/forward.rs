@@ -345,8 +345,10 @@ fn a_full_forward_queue_pushes_back_on_the_sender_until_the_downstream_recovers(
         ),
         1.0
     );
+    assert_eq!(f.get("/readyz").status(), 503, "not ready while refusing");
     d.up();
     assert_eq!(d.wait_spans(2, WAIT), 2);
+    assert_eq!(f.get("/readyz").status(), 200, "ready again once delivered");
     // The sender's retry is now accepted.
     f.export_grpc(vec![one_span_request(3, 1, None)]);
     assert_exactly_once(&d, 3);
