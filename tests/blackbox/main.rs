@@ -14,3 +14,4 @@ mod otlp_metrics;
 mod pushback;
 mod scenarios;
 mod shutdown;
+mod fuzz_regressions;
