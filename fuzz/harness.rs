@@ -87,12 +87,18 @@ pub fn analyse(trace: &Trace, cfg: &AnalysisConfig) -> Vec<Verdict> {
 pub fn check_verdicts(trace: &Trace, verdicts: &[Verdict]) {
     let ids: HashSet<String> = trace.spans.iter().map(|s| s.span_id.to_string()).collect();
     let trace_id = trace.trace_id.to_string();
-    assert!(verdicts.len() <= trace.spans.len(), "more verdicts than spans");
+    assert!(
+        verdicts.len() <= trace.spans.len(),
+        "more verdicts than spans"
+    );
     let mut entries = HashSet::new();
     for v in verdicts {
         assert_eq!(v.trace_id, trace_id);
         assert!(ids.contains(&v.entry.span_id), "entry outside the trace");
-        assert!(entries.insert(&v.entry.span_id), "two verdicts for one entry");
+        assert!(
+            entries.insert(&v.entry.span_id),
+            "two verdicts for one entry"
+        );
         assert!(
             v.confidence.is_finite() && (0.0..=1.0).contains(&v.confidence),
             "confidence {} outside 0..=1",
@@ -181,7 +187,11 @@ pub fn stack_fingerprint(data: &[u8]) {
         }
     }
     let template = message_template(message);
-    assert_eq!(message_template(message), template, "template not deterministic");
+    assert_eq!(
+        message_template(message),
+        template,
+        "template not deterministic"
+    );
 
     let exc = ExceptionInfo {
         exception_type,
@@ -245,13 +255,17 @@ pub fn analysis_core(data: &[u8]) {
         }
     }
     let mut cfg = AnalysisConfig::default();
-    cfg.error_statuses.extend(input.extra_error_statuses.iter().take(8));
+    cfg.error_statuses
+        .extend(input.extra_error_statuses.iter().take(8));
     if let (Some(status), Some(first)) = (input.entry_status, trace.spans.first_mut()) {
         first.kind = SpanKind::Server;
-        first
-            .attributes
-            .0
-            .insert(0, ("http.response.status_code".into(), Value::Int(status.into())));
+        first.attributes.0.insert(
+            0,
+            (
+                "http.response.status_code".into(),
+                Value::Int(status.into()),
+            ),
+        );
         cfg.error_statuses.push(status.into());
     }
     analyse(&trace, &cfg);

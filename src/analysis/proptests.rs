@@ -88,7 +88,9 @@ fn random_trace() -> impl Strategy<Value = Trace> {
                     s = s.http(code);
                 }
                 if g.error {
-                    s = s.error().exception("TimeoutError", "timed out after 1000 ms", "");
+                    s = s
+                        .error()
+                        .exception("TimeoutError", "timed out after 1000 ms", "");
                 }
                 s
             })

@@ -5,6 +5,7 @@
 mod support;
 
 mod config_cli;
+mod fuzz_regressions;
 mod grafana_api;
 mod grpc_verdicts;
 mod ingest_clients;
@@ -14,4 +15,3 @@ mod otlp_metrics;
 mod pushback;
 mod scenarios;
 mod shutdown;
-mod fuzz_regressions;

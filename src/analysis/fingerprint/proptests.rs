@@ -55,7 +55,11 @@ struct Bug {
 
 fn bug() -> impl Strategy<Value = Bug> {
     (
-        prop_oneof![Just("priceOrder"), Just("applyDiscount"), Just("loadCustomer")],
+        prop_oneof![
+            Just("priceOrder"),
+            Just("applyDiscount"),
+            Just("loadCustomer")
+        ],
         prop_oneof![Just("KeyError"), Just("TypeError"), Just("ValueError")],
     )
         .prop_map(|(function, exception)| Bug {
@@ -146,7 +150,10 @@ fn id(language: Language, bug: &Bug, d: &Deployment) -> String {
     // The format must be recognised, or the property would only test the message path.
     let parsed = parse(&stack).unwrap_or_else(|| panic!("not parsed:\n{stack}"));
     assert_eq!(parsed.language, language, "{stack}");
-    assert!(parsed.frames.iter().any(|f| f.in_app), "no in-app frame:\n{stack}");
+    assert!(
+        parsed.frames.iter().any(|f| f.in_app),
+        "no in-app frame:\n{stack}"
+    );
     fingerprint(
         &ExceptionInfo {
             exception_type: bug.exception,
