@@ -8,10 +8,12 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A 16-byte W3C trace id. Shown as 32 lowercase hex characters everywhere.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TraceId(pub [u8; 16]);
 
 /// An 8-byte span id. Shown as 16 lowercase hex characters.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SpanId(pub [u8; 8]);
 
@@ -83,6 +85,7 @@ impl fmt::Debug for SpanId {
 }
 
 /// OTLP `Span.SpanKind`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum SpanKind {
     /// Kind not set by the instrumentation.
@@ -126,6 +129,7 @@ impl SpanKind {
 }
 
 /// OTLP `Status.StatusCode`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum StatusCode {
     /// Not set (the default).
@@ -149,6 +153,7 @@ impl StatusCode {
 }
 
 /// An attribute value (OTLP `AnyValue`).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A string.
@@ -212,6 +217,7 @@ impl Value {
 }
 
 /// An ordered list of attributes, as the sender sent them.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Attributes(pub Vec<(String, Value)>);
 
@@ -284,6 +290,7 @@ impl From<f64> for Value {
 
 /// A span event (for example an `exception` event with `exception.type`,
 /// `exception.message` and `exception.stacktrace`).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Event {
     /// Event name, e.g. `exception`.
@@ -295,6 +302,7 @@ pub struct Event {
 }
 
 /// The resource (process) that emitted spans, shared by all spans of one `ResourceSpans`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resource {
     /// Resource attributes (`service.name`, `service.version`, `cloud.region`, ...).
@@ -311,6 +319,7 @@ impl Resource {
 }
 
 /// One span, converted from OTLP. Times are Unix nanoseconds as the sender's clock had them.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Span {
     /// Trace the span belongs to.
@@ -353,6 +362,7 @@ impl Span {
 }
 
 /// All spans of one trace that arrived before it was analysed, in arrival order.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trace {
     /// The trace id.

@@ -25,6 +25,9 @@ pub mod origin;
 pub mod testing;
 pub mod verdict;
 
+#[cfg(test)]
+mod proptests;
+
 pub use classify::Classification;
 pub use entry::is_entry;
 pub use verdict::Verdict;

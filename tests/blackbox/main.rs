@@ -9,6 +9,7 @@ mod analyze;
 mod check_config;
 mod config_cli;
 mod forward;
+mod fuzz_regressions;
 mod grafana_api;
 mod grpc_verdicts;
 mod helm;

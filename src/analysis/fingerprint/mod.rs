@@ -184,3 +184,6 @@ fn hash_id(components: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

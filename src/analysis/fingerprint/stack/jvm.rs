@@ -183,6 +183,9 @@ fn frame(raw_function: &str, location: &str) -> Frame {
         None if location.contains('.') => (location, None),
         None => ("", None),
     };
+    // The JVM prints a bare file name; anything before a separator is not one (found by
+    // fuzzing: `at S(/:)`), and a `Frame::file` never carries directories.
+    let file = file.rsplit(['/', '\\']).next().unwrap_or(file);
     let function = normalize_function(qualified);
     let in_app = !generated && !LIBRARY_PREFIXES.iter().any(|p| qualified.starts_with(p));
     Frame {
@@ -236,5 +239,13 @@ mod tests {
         );
         assert!(!f.in_app);
         assert_eq!(f.file, "ReferencePipeline.java");
+    }
+
+    #[test]
+    fn a_location_with_directories_keeps_only_the_file_name() {
+        assert_eq!(frame("S", "/:").file, "");
+        assert_eq!(frame("a.B.c", "x/y\\Foo.java:3").file, "Foo.java");
+        let p = parse("at S(/:)").unwrap_or_else(|| panic!("parsed"));
+        assert!(p.frames.iter().all(|f| !f.file.contains('/')));
     }
 }

@@ -21,6 +21,7 @@ const MAX_STACK_BYTES: usize = 256 * 1024;
 const MAX_FRAMES: usize = 512;
 
 /// The runtime whose stack-trace format was recognised.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Language {
     /// JavaScript on V8 (Node.js, Deno, Chrome): `    at fn (file.js:1:2)`.
@@ -108,7 +109,15 @@ pub fn parse(stacktrace: &str) -> Option<ParsedStack> {
     if text.trim().is_empty() {
         return None;
     }
-    let mut parsed = match detect(text)? {
+    parse_as(text, detect(text)?)
+}
+
+/// Parses a stack trace as `language`, skipping detection: what [`parse`] does once it
+/// has picked the format. Public so the fuzz targets reach every parser with any text;
+/// the same bounds apply (the first `MAX_STACK_BYTES`, at most `MAX_FRAMES` frames).
+pub fn parse_as(stacktrace: &str, language: Language) -> Option<ParsedStack> {
+    let text = crate::analysis::fingerprint::template::truncate_bytes(stacktrace, MAX_STACK_BYTES);
+    let mut parsed = match language {
         Language::Python => python::parse(text),
         Language::Go => go::parse(text),
         Language::Ruby => ruby::parse(text),

@@ -1,0 +1,7 @@
+//! cargo-fuzz target `otlp_protobuf`: see `fuzz/harness.rs` and README "Fuzzing".
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::otlp_protobuf(data));
