@@ -738,53 +738,72 @@ fn otlp_protocol(raw: Option<String>) -> Result<OtlpMetricsProtocol, ConfigError
 /// Parses an `http://HOST:PORT[/PATH]` collector URL. Plain HTTP only: the push goes to
 /// a local collector or node agent, and no TLS stack is built in.
 fn otlp_endpoint(raw: &str, protocol: OtlpMetricsProtocol) -> Result<http::Uri, ConfigError> {
-    const OPTION: &str = "otlp-metrics-endpoint";
+    let grpc = protocol == OtlpMetricsProtocol::Grpc;
+    otlp_url("otlp-metrics-endpoint", raw, grpc, "/v1/metrics", false)
+}
+
+/// Parses the URL of an OTLP endpoint for `option`: `http://` (or `https://` when
+/// `https` is allowed), a host, no query. A gRPC endpoint has no path; a bare HTTP one
+/// gets `http_path` (the OTLP exporter specification's `/v1/traces`, `/v1/metrics`).
+fn otlp_url(
+    option: &'static str,
+    raw: &str,
+    grpc: bool,
+    http_path: &'static str,
+    https: bool,
+) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = raw.trim().parse().map_err(|e| {
         invalid(
-            OPTION,
+            option,
             raw,
             format!("{e}; expected a URL like http://127.0.0.1:4317"),
         )
     })?;
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if https => {}
         Some("https") => {
             return Err(invalid(
-                OPTION,
+                option,
                 raw,
                 "https is not supported; push over http:// to a local collector",
             ))
         }
+        _ if https => {
+            return Err(invalid(
+                option,
+                raw,
+                "expected a URL starting with http:// or https://",
+            ))
+        }
         _ => {
             return Err(invalid(
-                OPTION,
+                option,
                 raw,
                 "expected a URL starting with http://, e.g. http://127.0.0.1:4317",
             ))
         }
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid(OPTION, raw, "the URL has no host"));
+        return Err(invalid(option, raw, "the URL has no host"));
     }
     if uri.query().is_some() {
-        return Err(invalid(OPTION, raw, "the URL must not have a query"));
+        return Err(invalid(option, raw, "the URL must not have a query"));
     }
     let bare = matches!(uri.path(), "" | "/");
-    match protocol {
-        OtlpMetricsProtocol::Grpc if !bare => Err(invalid(
-            OPTION,
+    if grpc && !bare {
+        return Err(invalid(
+            option,
             raw,
             "a gRPC endpoint has no path (the service path is fixed by OTLP)",
-        )),
-        OtlpMetricsProtocol::Grpc => Ok(uri),
-        OtlpMetricsProtocol::HttpProtobuf if bare => {
-            // The OTLP exporter specification: `/v1/metrics` is appended to a base URL.
-            let mut parts = uri.into_parts();
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/v1/metrics"));
-            http::Uri::from_parts(parts).map_err(|e| invalid(OPTION, raw, e))
-        }
-        OtlpMetricsProtocol::HttpProtobuf => Ok(uri),
+        ));
     }
+    if grpc || !bare {
+        return Ok(uri);
+    }
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(http_path));
+    http::Uri::from_parts(parts).map_err(|e| invalid(option, raw, e))
 }
 
 /// Resolves the `forward-*` options; `None` without `--forward-endpoint`. The other
@@ -897,61 +916,23 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
     }))
 }
 
-/// Parses the forward URL: `http://` or `https://`, a host, no query; for HTTP a bare URL
-/// gets `/v1/traces` (OTLP exporter specification), for gRPC there must be no path.
+/// Parses the forward URL (see [`otlp_url`]); TLS files need an `https://` URL.
 fn forward_endpoint(
     raw: &str,
     protocol: ForwardProtocol,
     tls: &ForwardTls,
 ) -> Result<http::Uri, ConfigError> {
-    const OPTION: &str = "forward-endpoint";
-    let uri: http::Uri = raw.parse().map_err(|e| {
-        invalid(
-            OPTION,
+    let grpc = protocol == ForwardProtocol::Grpc;
+    let uri = otlp_url("forward-endpoint", raw, grpc, "/v1/traces", true)?;
+    if uri.scheme_str() == Some("http") && (tls.ca_file.is_some() || tls.client_identity.is_some())
+    {
+        return Err(invalid(
+            "forward-endpoint",
             raw,
-            format!("{e}; expected a URL like http://collector:4317"),
-        )
-    })?;
-    match uri.scheme_str() {
-        Some("http") => {
-            if tls.ca_file.is_some() || tls.client_identity.is_some() {
-                return Err(invalid(
-                    OPTION,
-                    raw,
-                    "TLS files are set but the URL is http://; use https://",
-                ));
-            }
-        }
-        Some("https") => {}
-        _ => {
-            return Err(invalid(
-                OPTION,
-                raw,
-                "expected a URL starting with http:// or https://",
-            ))
-        }
+            "TLS files are set but the URL is http://; use https://",
+        ));
     }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid(OPTION, raw, "the URL has no host"));
-    }
-    if uri.query().is_some() {
-        return Err(invalid(OPTION, raw, "the URL must not have a query"));
-    }
-    let bare = matches!(uri.path(), "" | "/");
-    match protocol {
-        ForwardProtocol::Grpc if !bare => Err(invalid(
-            OPTION,
-            raw,
-            "a gRPC endpoint has no path (the service path is fixed by OTLP)",
-        )),
-        ForwardProtocol::Grpc => Ok(uri),
-        ForwardProtocol::Http if bare => {
-            let mut parts = uri.into_parts();
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/v1/traces"));
-            http::Uri::from_parts(parts).map_err(|e| invalid(OPTION, raw, e))
-        }
-        ForwardProtocol::Http => Ok(uri),
-    }
+    Ok(uri)
 }
 
 /// Largest `--watch-buffer`: `tokio::sync::broadcast` allocates every slot at start-up.
@@ -1524,6 +1505,34 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == env), "{env}");
         }
+    }
+
+    #[test]
+    fn forwarding_is_off_by_default_and_its_urls_follow_the_otlp_exporter_rules() {
+        assert!(Config::default().forward.is_none());
+        let c = resolve(
+            parse_file("forward-endpoint = \"https://tempo:4318\"\nforward-protocol = \"http\"\nforward-header = \"authorization=Bearer x, x-tenant=a\"").unwrap(),
+        )
+        .unwrap();
+        let f = c.forward.unwrap();
+        assert_eq!(f.endpoint.to_string(), "https://tempo:4318/v1/traces");
+        assert_eq!(f.mode, ForwardMode::Passthrough);
+        assert_eq!((f.queue_size, f.concurrency, f.gzip), (100_000, 4, false));
+        assert_eq!(f.headers.len(), 2);
+        assert_eq!(f.headers[1].0.as_str(), "x-tenant");
+        let refused = |endpoint: &str, extra: &str| {
+            let text = format!("forward-endpoint = \"{endpoint}\"\n{extra}");
+            resolve(parse_file(&text).unwrap()).unwrap_err().to_string()
+        };
+        assert!(refused("http://tempo:4317/v1/traces", "").contains("no path"));
+        assert!(refused("tempo:4317", "").contains("--forward-endpoint"));
+        assert!(
+            refused("http://tempo:4317", "forward-tls-ca-file = \"/ca.pem\"")
+                .contains("use https://")
+        );
+        assert!(refused("https://t:1", "forward-tls-cert-file = \"/c.pem\"")
+            .contains("--forward-tls-key-file"));
+        assert!(refused("https://t:1", "forward-mode = \"tee\"").contains("--forward-mode"));
     }
 
     #[test]

@@ -240,9 +240,11 @@ fn delivered(response: ExportTraceServiceResponse) -> Attempt {
     }
 }
 
-/// Sends the bytes as they are; decodes the response with prost.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
+/// A gRPC codec for OTLP trace exports that are already encoded: sends the bytes as they
+/// are; decodes the response with prost (an undecodable one counts as accepted). Also
+/// used by the load generator.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct RawCodec;
 
 impl tonic::codec::Codec for RawCodec {
     type Encode = Bytes;

@@ -374,6 +374,10 @@ fn read_frame(file: &File, pos: u64, file_len: u64, buf: &mut Vec<u8>) -> io::Re
 }
 
 /// Takes the exclusive, non-blocking `flock` that keeps a second process off the directory.
+/// Tries to take the directory lock this many times, [`LOCK_RETRY`] apart (see `lock_dir`).
+const LOCK_ATTEMPTS: u32 = 20;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn lock_dir(dir: &Path) -> Result<File, WalError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -384,9 +388,22 @@ fn lock_dir(dir: &Path) -> Result<File, WalError> {
         .mode(0o600)
         .open(&path)
         .map_err(io_err("open lock file", &path))?;
-    // SAFETY: the descriptor is valid and owned by `file` for the whole call; flock only
-    // reads its arguments.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // A lock held by another process is refused, but only after a short wait: a lock is
+    // owned by an open file description, which a child forked by this process (any
+    // `Command::spawn`) shares until it execs, so a directory closed a moment ago can
+    // still look locked; and a restarted service may start while its predecessor exits.
+    let mut rc = -1;
+    for attempt in 0..LOCK_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(LOCK_RETRY);
+        }
+        // SAFETY: the descriptor is valid and owned by `file` for the whole call; flock
+        // only reads its arguments.
+        rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+            break;
+        }
+    }
     if rc != 0 {
         let err = io::Error::last_os_error();
         return Err(if err.kind() == io::ErrorKind::WouldBlock {
