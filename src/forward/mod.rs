@@ -148,6 +148,7 @@ impl Forwarder {
             metrics,
         });
         forwarder.update_gauges();
+        forwarder.update_disk_gauge();
         let hard_stop = CancellationToken::new();
         let backoff = Backoff::new(cfg.max_elapsed);
         let senders = clients
@@ -182,7 +183,7 @@ impl Forwarder {
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
                         tracing::error!("cannot sync the on-disk forward queue: {e}");
                     }
-                    f.update_gauges();
+                    f.update_disk_gauge();
                 }
             });
         }
@@ -205,11 +206,22 @@ impl Forwarder {
         &self.queue
     }
 
+    /// Refreshes the queue depth gauge (on every change: one short lock).
     fn update_gauges(&self) {
-        let fm = &self.metrics.forward;
-        fm.queue_spans.set(self.queue.depth() as i64);
+        self.metrics
+            .forward
+            .queue_spans
+            .set(self.queue.depth() as i64);
+    }
+
+    /// Refreshes the disk gauge. It takes the journal's lock, which appends hold while
+    /// writing, so it runs with the periodic sync, not on every request.
+    fn update_disk_gauge(&self) {
         if self.queue.is_durable() {
-            fm.queue_disk_bytes.set(self.queue.disk_bytes() as i64);
+            self.metrics
+                .forward
+                .queue_disk_bytes
+                .set(self.queue.disk_bytes() as i64);
         }
     }
 
@@ -442,6 +454,7 @@ impl ForwarderTasks {
             tracing::error!("cannot sync the on-disk forward queue: {e}");
         }
         f.update_gauges();
+        f.update_disk_gauge();
         FlushSummary { spans_left }
     }
 }

@@ -409,6 +409,7 @@ fn the_disk_queue_delivers_after_a_kill_9() {
     let f = Faultline::start(&args);
     let (_, sent) = python_send("grpc", &f.grpc_endpoint(), 8, 5, false);
     assert_eq!(f.metric("faultline_forward_queue_spans"), sent as f64);
+    assert!(f.wait_metric("faultline_forward_queue_disk_bytes", 1.0, WAIT) > 0.0);
     f.kill_9();
     d.up();
     let f = Faultline::start(&args);
