@@ -480,3 +480,37 @@ fn forward_options_are_validated_at_start() {
         assert!(err.contains(option), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn sigterm_in_annotate_mode_analyses_forwards_and_annotates_every_held_trace() {
+    let d = Downstream::grpc();
+    let f = Faultline::start(&[
+        "--forward-endpoint",
+        &d.endpoint(),
+        "--forward-mode",
+        "annotate",
+        "--trace-idle",
+        "1h",
+        "--trace-max-age",
+        "2h",
+    ]);
+    let sent = python_send_failing("http", &f.http_endpoint(), 3, 2);
+    let total = sent["spans"].as_u64().unwrap() as usize;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.span_count(), 0, "held until analysed");
+    let (status, log) = f.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(d.span_count(), total, "{log}");
+    assert!(d.duplicates().is_empty());
+    let spans = d.spans();
+    for failing in sent["failing"].as_array().unwrap() {
+        let entry = spans
+            .iter()
+            .find(|s| s.span_id == failing["entry"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            str_value(entry.attr("faultline.classification")),
+            Some("late_dependency_failure")
+        );
+    }
+}
