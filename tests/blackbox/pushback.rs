@@ -16,13 +16,16 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic_types::StatusExt;
 
-/// An analysis stage that waits for the test's permission before each trace.
+/// An analysis stage that says when it has taken a trace, then waits for the test's
+/// permission before finishing it.
 struct HeldStage {
     gate: Arc<Mutex<mpsc::Receiver<()>>>,
+    entered: mpsc::Sender<()>,
 }
 
 impl TraceSink for HeldStage {
     fn handle(&mut self, _trace: CompletedTrace) {
+        let _ = self.entered.send(());
         let _ = self.gate.lock().unwrap().recv();
     }
 }
@@ -66,8 +69,10 @@ async fn a_blocked_analysis_stage_makes_both_receivers_push_back_retryably() {
     let (release, gate) = mpsc::channel();
     let metrics = Metrics::default();
     let store = Arc::new(faultline::store::VerdictStore::new(10));
+    let (entered_tx, entered) = mpsc::channel();
     let held = Box::new(HeldStage {
         gate: Arc::new(Mutex::new(gate)),
+        entered: entered_tx,
     });
     let service = faultline::app::start_with_stage(&config, metrics.clone(), store, held)
         .await
@@ -76,14 +81,25 @@ async fn a_blocked_analysis_stage_makes_both_receivers_push_back_retryably() {
         .await
         .unwrap();
 
-    let mut refused = None;
-    for t in 1..=10u8 {
+    // Fill the budget until the receiver refuses. The first refusal can come while the
+    // stage thread has not yet taken the first trace off the hand-off; once it has (and is
+    // held), one more slot frees, so fill again: only then is the refusal stable.
+    let mut next = 1u8;
+    let mut refusals = 0u64;
+    let mut fill = async |grpc: &mut TraceServiceClient<_>| loop {
+        let t = next;
+        next += 1;
+        assert!(next < 100, "the full buffer must push back");
         if let Err(status) = grpc.export(trace(t, 10)).await {
-            refused = Some(status);
-            break;
+            refusals += 1;
+            break status;
         }
-    }
-    let status = refused.expect("the full buffer must push back");
+    };
+    fill(&mut grpc).await;
+    entered
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the stage takes the first evicted trace");
+    let status = fill(&mut grpc).await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(
         status
@@ -117,12 +133,11 @@ async fn a_blocked_analysis_stage_makes_both_receivers_push_back_retryably() {
         .text()
         .await
         .unwrap();
-    assert!(
-        page.contains(
-            "faultline_receiver_refused_spans_total{transport=\"grpc\",reason=\"overloaded\"} 10"
-        ),
-        "{page}"
+    let grpc_refused = format!(
+        "faultline_receiver_refused_spans_total{{transport=\"grpc\",reason=\"overloaded\"}} {}",
+        refusals * 10
     );
+    assert!(page.contains(&grpc_refused), "{grpc_refused} in {page}");
     assert!(
         page.contains(
             "faultline_receiver_refused_spans_total{transport=\"http\",reason=\"overloaded\"} 10"
