@@ -17,7 +17,9 @@
 
 use std::sync::Arc;
 
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::encoding::{
+    decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, WireType,
+};
 
 use crate::assembly::SpanOrigin;
 
@@ -222,11 +224,18 @@ pub enum AnnotationValue {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotation {
     bytes: Vec<u8>,
+    /// Keys pushed so far: OpenTelemetry attribute keys are unique within a span.
+    keys: Vec<&'static str>,
 }
 
 impl Annotation {
-    /// Appends one attribute.
-    pub fn push(&mut self, key: &str, value: &AnnotationValue) {
+    /// Appends one attribute, unless `key` was pushed already (the first value stays: two
+    /// verdicts of one trace can blame the same span).
+    pub fn push(&mut self, key: &'static str, value: &AnnotationValue) {
+        if self.keys.contains(&key) {
+            return;
+        }
+        self.keys.push(key);
         let mut any = Vec::new();
         match value {
             AnnotationValue::Str(s) => {
@@ -256,6 +265,69 @@ impl Annotation {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+}
+
+/// `span` without its `Span.attributes` entries whose key starts with `prefix`, or `None`
+/// when it has none, so the common case copies nothing.
+///
+/// Used in annotate mode so that a trace already annotated by a faultline upstream (two
+/// faultlines in one pipeline) carries this one's verdict once, not two sets of
+/// `faultline.*` keys: attribute keys must be unique within a span. Only the span's own
+/// top-level fields and each attribute's key are read; everything kept is copied byte for
+/// byte. Framing that does not parse (ingest checked it already) gives `None`, so the span
+/// is forwarded as sent.
+pub fn strip_attributes(span: &[u8], prefix: &str) -> Option<Vec<u8>> {
+    let mut rest = span;
+    let mut kept: Option<Vec<u8>> = None;
+    while !rest.is_empty() {
+        let start = span.len() - rest.len();
+        let (tag, wire) = decode_key(&mut rest).ok()?;
+        let body = skip_value(&mut rest, wire)?;
+        let field = &span[start..span.len() - rest.len()];
+        let dropped = tag == SPAN_ATTRIBUTES
+            && wire == WireType::LengthDelimited
+            && key_of(body).is_some_and(|k| k.starts_with(prefix.as_bytes()));
+        match (&mut kept, dropped) {
+            (None, true) => kept = Some(span[..start].to_vec()),
+            (Some(out), false) => out.extend_from_slice(field),
+            _ => {}
+        }
+    }
+    kept
+}
+
+/// Moves `rest` past one field's value; the value's bytes when length-delimited.
+fn skip_value<'a>(rest: &mut &'a [u8], wire: WireType) -> Option<&'a [u8]> {
+    let len = match wire {
+        WireType::Varint => {
+            decode_varint(rest).ok()?;
+            0
+        }
+        WireType::SixtyFourBit => 8,
+        WireType::ThirtyTwoBit => 4,
+        WireType::LengthDelimited => usize::try_from(decode_varint(rest).ok()?).ok()?,
+        // Groups are deprecated and never in OTLP.
+        WireType::StartGroup | WireType::EndGroup => return None,
+    };
+    if len > rest.len() {
+        return None;
+    }
+    let (value, after) = rest.split_at(len);
+    *rest = after;
+    Some(value)
+}
+
+/// A `KeyValue`'s `key` (the last one on the wire, as a full decode reads it).
+fn key_of(mut kv: &[u8]) -> Option<&[u8]> {
+    let mut key = None;
+    while !kv.is_empty() {
+        let (tag, wire) = decode_key(&mut kv).ok()?;
+        let value = skip_value(&mut kv, wire)?;
+        if tag == KEY_VALUE_KEY && wire == WireType::LengthDelimited {
+            key = Some(value);
+        }
+    }
+    key
 }
 
 /// A length-delimited field, written even when empty (a `KeyValue` key may be "").
@@ -399,6 +471,50 @@ mod tests {
             Some(Value::BoolValue(true))
         );
         assert_eq!(got.name, "span 1");
+    }
+
+    #[test]
+    fn a_key_pushed_twice_is_written_once() {
+        let mut note = Annotation::default();
+        note.push("faultline.blame", &AnnotationValue::Bool(true));
+        note.push("faultline.blame", &AnnotationValue::Bool(true));
+        let mut once = Annotation::default();
+        once.push("faultline.blame", &AnnotationValue::Bool(true));
+        assert_eq!(note.as_bytes(), once.as_bytes());
+    }
+
+    #[test]
+    fn stripping_removes_only_the_prefixed_attributes_and_keeps_the_rest_byte_for_byte() {
+        let sent = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "GET /orders".into(),
+            attributes: vec![
+                kv("http.route", "/orders"),
+                kv("faultline.classification", "handler_defect"),
+                kv("faultlines", "not ours"),
+                kv("faultline.blame", "x"),
+            ],
+            end_time_unix_nano: 42,
+            ..Default::default()
+        };
+        let stripped = strip_attributes(&sent.encode_to_vec(), "faultline.").unwrap();
+        let got = Span::decode(stripped.as_slice()).unwrap();
+        let want = Span {
+            attributes: vec![kv("http.route", "/orders"), kv("faultlines", "not ours")],
+            ..sent
+        };
+        assert_eq!(got, want);
+        assert_eq!(stripped, want.encode_to_vec());
+    }
+
+    #[test]
+    fn a_span_without_prefixed_attributes_is_not_copied() {
+        assert_eq!(strip_attributes(&span(1), "faultline."), None);
+        // Broken framing: forwarded as sent rather than guessed at.
+        let mut torn = span(1);
+        torn.truncate(torn.len() - 1);
+        assert_eq!(strip_attributes(&torn, ""), None);
     }
 
     #[test]

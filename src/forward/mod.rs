@@ -264,7 +264,25 @@ impl Forwarder {
             return;
         }
         let notes = annotations(verdicts);
-        let body = encode_spans(trace.spans.iter(), &notes);
+        let body =
+            if notes.is_empty() {
+                // Healthy traces pass unchanged.
+                encode_spans(trace.spans.iter(), &notes)
+            } else {
+                // This faultline's verdict replaces one made upstream, on every span.
+                let stripped: Vec<Option<Vec<u8>>> = trace
+                    .spans
+                    .iter()
+                    .map(|s| encode::strip_attributes(&s.encoded, attr::PREFIX))
+                    .collect();
+                encode_outgoing(trace.spans.iter().zip(&stripped).map(|(s, stripped)| {
+                    OutgoingSpan {
+                        origin: &s.origin,
+                        encoded: stripped.as_deref().unwrap_or(&s.encoded),
+                        extra: note_of(&notes, s),
+                    }
+                }))
+            };
         self.queued(self.queue.push_waiting(trace.spans.len(), body));
     }
 
@@ -464,19 +482,24 @@ fn encode_spans<'a>(
     spans: impl Iterator<Item = &'a BufferedSpan>,
     notes: &HashMap<SpanId, Annotation>,
 ) -> Bytes {
+    encode_outgoing(spans.map(|s| OutgoingSpan {
+        origin: &s.origin,
+        encoded: &s.encoded,
+        extra: note_of(notes, s),
+    }))
+}
+
+fn encode_outgoing<'a>(spans: impl Iterator<Item = OutgoingSpan<'a>>) -> Bytes {
     let mut buf = Vec::new();
-    encode::encode_request(
-        spans.map(|s| OutgoingSpan {
-            origin: &s.origin,
-            encoded: &s.encoded,
-            extra: notes
-                .get(&s.span_id)
-                .map(Annotation::as_bytes)
-                .unwrap_or(&[]),
-        }),
-        &mut buf,
-    );
+    encode::encode_request(spans, &mut buf);
     Bytes::from(buf)
+}
+
+fn note_of<'a>(notes: &'a HashMap<SpanId, Annotation>, span: &BufferedSpan) -> &'a [u8] {
+    notes
+        .get(&span.span_id)
+        .map(Annotation::as_bytes)
+        .unwrap_or(&[])
 }
 
 /// Attribute keys added in annotate mode (the contract with tracing backends' queries).
@@ -491,6 +514,9 @@ pub mod attr {
     pub const BUDGET_SHARE: &str = "faultline.budget_share";
     /// On the blamed span: `true`.
     pub const BLAME: &str = "faultline.blame";
+    /// The prefix of every key above; keys with it are replaced, not repeated, on a trace
+    /// this faultline annotates.
+    pub const PREFIX: &str = "faultline.";
 }
 
 /// The annotations of a trace's verdicts, by span.

@@ -179,6 +179,70 @@ fn annotate_marks_entry_and_blame_spans_with_the_verdict_and_leaves_healthy_trac
     }
 }
 
+#[test]
+fn a_second_faultline_in_the_pipeline_replaces_the_first_ones_annotations() {
+    // Python SDK → faultline A (annotate) → faultline B (annotate) → receiver. B receives
+    // spans already carrying A's `faultline.*` attributes; attribute keys are unique
+    // within a span, so B's verdict must replace A's, not be appended beside it.
+    let d = Downstream::grpc();
+    let b = Faultline::start(&[
+        "--forward-endpoint",
+        &d.endpoint(),
+        "--forward-mode",
+        "annotate",
+        "--trace-idle",
+        "300ms",
+    ]);
+    let a = Faultline::start(&[
+        "--forward-endpoint",
+        &b.grpc_endpoint(),
+        "--forward-mode",
+        "annotate",
+        "--trace-idle",
+        "300ms",
+    ]);
+    let sent = python_send_failing("http", &a.http_endpoint(), 3, 2);
+    let total = sent["spans"].as_u64().unwrap() as usize;
+    assert_exactly_once(&d, total);
+    let spans = d.spans();
+    for s in &spans {
+        let mut keys: Vec<&str> = s
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .filter(|k| k.starts_with("faultline."))
+            .collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "a faultline key repeated on {s:?}");
+    }
+    let by_id: HashMap<&str, _> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    for failing in sent["failing"].as_array().unwrap() {
+        let trace_id = failing["trace_id"].as_str().unwrap();
+        let verdict: serde_json::Value = b
+            .get(&format!("/api/v1/verdicts/{trace_id}"))
+            .json()
+            .expect("B's verdict");
+        let entry = by_id[failing["entry"].as_str().unwrap()];
+        assert_eq!(
+            str_value(entry.attr("faultline.classification")),
+            verdict["classification"].as_str()
+        );
+        let blame = verdict["blame"]["span_id"].as_str().unwrap();
+        assert_eq!(
+            str_value(entry.attr("faultline.blame.span_id")),
+            Some(blame)
+        );
+        assert_eq!(
+            by_id[blame].attr("faultline.blame"),
+            Some(&Value::BoolValue(true))
+        );
+        // The sender's own attributes are still first and intact.
+        assert_eq!(entry.attributes[0].key, "http.request.method");
+    }
+}
+
 fn one_span_request(trace: u8, span: u8, parent: Option<u8>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
