@@ -58,6 +58,7 @@ fn ingest_and_analyse(req: LiteExportRequest) {
     for (trace_id, span) in converted.spans {
         assert!(!trace_id.is_zero(), "a zero trace id was accepted");
         assert!(!span.span_id.is_zero(), "a zero span id was accepted");
+        check_strip(&span.encoded);
         traces.entry(trace_id).or_default().push(span);
     }
     for (trace_id, spans) in traces {
@@ -71,6 +72,27 @@ fn ingest_and_analyse(req: LiteExportRequest) {
             let _ = c.to_string();
         }
         analyse(&m.trace, &AnalysisConfig::default());
+    }
+}
+
+/// Annotate mode's removal of upstream `faultline.*` attributes, on span bytes as a peer
+/// sent them: never panics, and what it returns is the same span without those attributes
+/// (compared through a full decode whenever the original decodes).
+fn check_strip(encoded: &[u8]) {
+    use faultline::forward::encode::strip_attributes;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    const PREFIX: &str = "faultline.";
+    let Some(stripped) = strip_attributes(encoded, PREFIX) else {
+        return;
+    };
+    assert!(stripped.len() < encoded.len(), "stripping added bytes");
+    if let Ok(mut want) = Span::decode(encoded) {
+        want.attributes.retain(|kv| !kv.key.starts_with(PREFIX));
+        let got = Span::decode(stripped.as_slice()).expect("the stripped span decodes");
+        assert_eq!(
+            got, want,
+            "stripping changed more than the prefixed attributes"
+        );
     }
 }
 
