@@ -104,7 +104,6 @@ impl AnalysisStage {
         if verdicts.is_empty() {
             return Vec::new();
         }
-        self.metrics.verdicts.inc_by(verdicts.len() as u64);
         let stored = self.store.record(verdicts);
         for v in &stored {
             for o in &self.observers {
@@ -117,6 +116,9 @@ impl AnalysisStage {
                 "verdict"
             );
         }
+        // Counted last: once the counter says N, the N verdicts are in the store and were
+        // published to watchers, so nothing that reads the counter races with them.
+        self.metrics.verdicts.inc_by(stored.len() as u64);
         stored
     }
 }
@@ -220,5 +222,69 @@ mod tests {
             store.get(&TraceId([7; 16]).to_string()).is_some(),
             "the rest of the trace is still analysed"
         );
+    }
+
+    /// Reads the verdict counter and the store at the moment a verdict is published.
+    struct Witness {
+        metrics: Metrics,
+        store: Arc<VerdictStore>,
+        seen: std::sync::Mutex<Vec<(u64, bool)>>,
+    }
+
+    impl VerdictObserver for Witness {
+        fn on_verdict(&self, v: &Arc<Verdict>) {
+            let stored = self.store.get(&v.trace_id).is_some();
+            let counted = self.metrics.verdicts.get();
+            self.seen.lock().unwrap().push((counted, stored));
+        }
+    }
+
+    #[test]
+    fn a_verdict_is_stored_and_published_before_it_is_counted() {
+        // Whoever waits for `faultline_verdicts_total` to reach N (a dashboard, a test, a
+        // watcher subscribing after it) must find the N verdicts in the store and must
+        // not be sent one of them again as new.
+        let metrics = Metrics::default();
+        let store = Arc::new(VerdictStore::new(10));
+        let witness = Arc::new(Witness {
+            metrics: metrics.clone(),
+            store: Arc::clone(&store),
+            seen: Default::default(),
+        });
+        let mut stage = AnalysisStage::new(
+            AnalysisConfig::default(),
+            Arc::clone(&store),
+            metrics.clone(),
+        )
+        .observe(witness.clone());
+        for t in [7u8, 8] {
+            let failing = ProtoSpan {
+                trace_id: vec![t; 16],
+                span_id: vec![1; 8],
+                kind: 2,
+                name: "GET /x".into(),
+                start_time_unix_nano: 1_000,
+                end_time_unix_nano: 2_000,
+                attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                    key: "http.response.status_code".into(),
+                    value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(
+                            opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(500),
+                        ),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            stage.handle(CompletedTrace {
+                trace_id: TraceId([t; 16]),
+                spans: vec![span(1, failing)],
+                trigger: Trigger::Idle,
+                has_entry_candidate: true,
+            });
+        }
+        assert_eq!(*witness.seen.lock().unwrap(), [(0, true), (1, true)]);
+        assert_eq!(metrics.verdicts.get(), 2);
     }
 }
