@@ -94,7 +94,9 @@ fn rust_otlp_http_protobuf_exporter_spans_are_all_counted() {
 
 #[test]
 fn python_sdk_exporters_over_grpc_and_http_plain_and_gzip_are_all_counted() {
-    let f = Faultline::start(&["--trace-idle", "200ms"]);
+    // Idle well beyond the senders' batching gaps, so no trace is ever split on a loaded
+    // machine and counted twice.
+    let f = Faultline::start(&["--trace-idle", "1s"]);
     let (_, a) = python_send("grpc", &f.grpc_endpoint(), 20, 5, false);
     let (_, b) = python_send("grpc", &f.grpc_endpoint(), 10, 3, true);
     let (_, c) = python_send("http", &f.http_endpoint(), 15, 4, false);
@@ -134,7 +136,9 @@ fn python_sdk_exporters_over_grpc_and_http_plain_and_gzip_are_all_counted() {
 
 #[test]
 fn spans_sent_through_rotel_agent_arrive() {
-    let f = Faultline::start(&["--trace-idle", "200ms"]);
+    // Idle well beyond the senders' batching gaps, so no trace is ever split on a loaded
+    // machine and counted twice.
+    let f = Faultline::start(&["--trace-idle", "1s"]);
     let grpc_port = free_port();
     let http_port = free_port();
     let agent = Command::new(rotel_agent())
