@@ -759,7 +759,10 @@ mod tests {
         assert!(handshake(before, &a.ca, None).await);
         assert_eq!(reloads(&metrics, ReloadResult::Ok), 1);
         assert_eq!(reloads(&metrics, ReloadResult::Error), 0);
-        assert_eq!(after.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            after.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[tokio::test]
