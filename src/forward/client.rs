@@ -1,9 +1,19 @@
 //! The OTLP clients of the forwarder: one request = one encoded
 //! `ExportTraceServiceRequest`, sent as bytes (never re-encoded), over gRPC (tonic) or
 //! HTTP (hyper), with TLS by rustls; each answer classified by [`super::retry`].
+//!
+//! The client certificate (`--forward-tls-cert-file`, `--forward-tls-key-file`) is
+//! reloaded when its files change, checked as the listeners' certificates are
+//! (`crate::file_watch`, at most once a second, by the send that finds the check due):
+//! the connection is rebuilt with the new pair, and requests in flight finish on the old
+//! one. A changed pair that cannot be used is logged once, naming the options and files,
+//! and the previous one stays in use. The whole client is rebuilt rather than its
+//! certificate swapped behind a rustls `ResolvesClientCert`, because tonic's
+//! `ClientTlsConfig` takes PEM bytes only (no resolver), and one mechanism for both
+//! protocols beats two; a rotation costs one new connection.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,6 +26,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::retry::{self, Attempt, FailureReason};
 use crate::config::{ForwardConfig, ForwardProtocol, ForwardTls};
+use crate::file_watch::{DueCheck, FileStamp};
+
+/// How often the client certificate files are checked for changes (as the listeners'
+/// certificates, `crate::tls::CHECK_EVERY`).
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The gRPC method (OTLP/gRPC).
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -42,13 +57,28 @@ pub enum ClientError {
     Tls(String),
 }
 
-/// A client of the forward endpoint. Cheap to clone (connections are shared).
-#[derive(Clone)]
-pub enum Client {
-    /// OTLP/gRPC.
-    Grpc(GrpcClient),
-    /// OTLP/HTTP.
-    Http(Box<HttpClient>),
+/// A client of the forward endpoint, rebuilt when its client certificate changes (module
+/// doc).
+pub struct Client {
+    cfg: ForwardConfig,
+    // A std lock: held only to clone or replace the connection, never across an await.
+    connection: RwLock<Connection>,
+    identity: Option<IdentityWatch>,
+}
+
+/// The client certificate files and the version of them last looked at.
+struct IdentityWatch {
+    cert: PathBuf,
+    key: PathBuf,
+    check: DueCheck,
+    /// Loaded or refused: a refused version is not retried until a file changes again.
+    stamps: RwLock<[Option<FileStamp>; 2]>,
+}
+
+impl IdentityWatch {
+    fn stamps(&self) -> [Option<FileStamp>; 2] {
+        [FileStamp::of(&self.cert), FileStamp::of(&self.key)]
+    }
 }
 
 impl Client {
@@ -58,18 +88,110 @@ impl Client {
     /// # Errors
     /// A TLS file is unreadable or invalid.
     pub fn new(cfg: &ForwardConfig) -> Result<Client, ClientError> {
-        let https = cfg.endpoint.scheme_str() == Some("https");
-        Ok(match cfg.protocol {
-            ForwardProtocol::Grpc => Client::Grpc(GrpcClient::new(cfg, https)?),
-            ForwardProtocol::Http => Client::Http(Box::new(HttpClient::new(cfg, https)?)),
+        let identity = match (&cfg.tls.client_identity, https(cfg)) {
+            (Some((cert, key)), true) => Some(IdentityWatch {
+                cert: cert.clone(),
+                key: key.clone(),
+                check: DueCheck::new(CHECK_EVERY),
+                stamps: RwLock::new([FileStamp::of(cert), FileStamp::of(key)]),
+            }),
+            _ => None,
+        };
+        Ok(Client {
+            connection: RwLock::new(Connection::new(cfg)?),
+            cfg: cfg.clone(),
+            identity,
         })
+    }
+
+    /// Checks the client certificate files every `every` instead of [`CHECK_EVERY`]
+    /// (tests use zero: every send checks).
+    pub fn check_every(mut self, every: Duration) -> Client {
+        if let Some(identity) = &mut self.identity {
+            identity.check = DueCheck::new(every);
+        }
+        self
     }
 
     /// Sends one encoded request and classifies the answer.
     pub async fn send(&self, body: Bytes) -> Attempt {
+        if self.identity.as_ref().is_some_and(|i| i.check.take()) {
+            // Refusals are logged here; the connection in use stays.
+            let _ = self.refresh();
+        }
+        // `Connection` is cheap to clone (a channel or a pooled client).
+        let connection = self
+            .connection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        connection.send(body).await
+    }
+
+    /// Rebuilds the connection if the client certificate files changed since they were
+    /// last looked at. `Ok(true)`: the new pair is in use for new connections.
+    ///
+    /// # Errors
+    /// The changed files cannot be used; the previous connection stays. Logged here.
+    pub fn refresh(&self) -> Result<bool, ClientError> {
+        let Some(identity) = &self.identity else {
+            return Ok(false);
+        };
+        let now = identity.stamps();
+        {
+            let mut stamps = identity.stamps.write().unwrap_or_else(|p| p.into_inner());
+            if *stamps == now {
+                return Ok(false);
+            }
+            *stamps = now;
+        }
+        let (cert, key) = (identity.cert.display(), identity.key.display());
+        match Connection::new(&self.cfg) {
+            Ok(connection) => {
+                *self.connection.write().unwrap_or_else(|p| p.into_inner()) = connection;
+                tracing::info!(
+                    "--forward-tls-cert-file {cert}: client certificate changed, reloaded; \
+                     new connections use it"
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "--forward-tls-cert-file {cert} / --forward-tls-key-file {key}: {e}; \
+                     keeping the client certificate loaded before (retried when a file changes)"
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+fn https(cfg: &ForwardConfig) -> bool {
+    cfg.endpoint.scheme_str() == Some("https")
+}
+
+/// The connection to the forward endpoint. Cheap to clone (connections are shared).
+#[derive(Clone)]
+enum Connection {
+    /// OTLP/gRPC.
+    Grpc(GrpcClient),
+    /// OTLP/HTTP.
+    Http(Box<HttpClient>),
+}
+
+impl Connection {
+    fn new(cfg: &ForwardConfig) -> Result<Connection, ClientError> {
+        let https = https(cfg);
+        Ok(match cfg.protocol {
+            ForwardProtocol::Grpc => Connection::Grpc(GrpcClient::new(cfg, https)?),
+            ForwardProtocol::Http => Connection::Http(Box::new(HttpClient::new(cfg, https)?)),
+        })
+    }
+
+    async fn send(&self, body: Bytes) -> Attempt {
         match self {
-            Client::Grpc(c) => c.send(body).await,
-            Client::Http(c) => c.send(body).await,
+            Connection::Grpc(c) => c.send(body).await,
+            Connection::Http(c) => c.send(body).await,
         }
     }
 }

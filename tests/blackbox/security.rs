@@ -788,3 +788,76 @@ fn a_rotated_certificate_is_served_without_a_restart_and_a_bad_one_is_refused() 
         "{log}"
     );
 }
+
+/// The forwarder's client certificate rotated while running: a downstream requiring
+/// client certificates from the test CA refuses the first one (from another CA); once the
+/// files are replaced by a certificate from the test CA, spans are delivered, over gRPC
+/// and HTTP, without restarting the forwarder.
+#[test]
+fn a_rotated_forward_client_certificate_is_used_without_a_restart() {
+    let pki = Pki::new();
+    let mut downstream_args = pki.otlp_tls_args();
+    downstream_args.extend(["--tls-client-ca-file".to_string(), pki.path("ca.pem")]);
+    let downstream = start(&downstream_args);
+    for (protocol, port, listener) in [
+        ("grpc", downstream.grpc.port(), "otlp_grpc"),
+        ("http", downstream.otlp_http.port(), "otlp_http"),
+    ] {
+        let (cert, key) = (
+            pki.path(&format!("fwd-{protocol}.pem")),
+            pki.path(&format!("fwd-{protocol}.key")),
+        );
+        std::fs::copy(pki.path("stranger.pem"), &cert).unwrap();
+        std::fs::copy(pki.path("stranger.key"), &key).unwrap();
+        let refused_before = handshake_failures(&downstream, listener);
+        let upstream = Faultline::start(&[
+            "--forward-endpoint",
+            &format!("https://localhost:{port}"),
+            "--forward-protocol",
+            protocol,
+            "--forward-tls-ca-file",
+            &pki.path("ca.pem"),
+            "--forward-tls-cert-file",
+            &cert,
+            "--forward-tls-key-file",
+            &key,
+        ]);
+        crate::support::python_send("grpc", &upstream.grpc_endpoint(), 1, 5, false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while handshake_failures(&downstream, listener) <= refused_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{protocol}: never refused"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        // Rotated as `mv` does it: the key first, then the certificate.
+        for (from, to) in [("client.key", &key), ("client.pem", &cert)] {
+            let tmp = format!("{to}.new");
+            std::fs::copy(pki.path(from), &tmp).unwrap();
+            std::fs::rename(&tmp, to).unwrap();
+        }
+        // Checked at most once a second: a send from now on uses the new certificate.
+        std::thread::sleep(Duration::from_millis(1200));
+        let before = accepted(&downstream, protocol);
+        let (_, sent) = crate::support::python_send("grpc", &upstream.grpc_endpoint(), 2, 5, false);
+        let now = downstream.wait_metric(
+            &format!("faultline_receiver_accepted_spans_total{{transport=\"{protocol}\"}}"),
+            before + sent as f64,
+            Duration::from_secs(30),
+        );
+        assert!(
+            now >= before + sent as f64,
+            "{protocol}: {}",
+            upstream.log()
+        );
+        assert!(
+            upstream
+                .log()
+                .contains("client certificate changed, reloaded"),
+            "{}",
+            upstream.log()
+        );
+    }
+}
