@@ -2,12 +2,12 @@
 //! `ExportTraceServiceRequest`, sent as bytes (never re-encoded), over gRPC (tonic) or
 //! HTTP (hyper), with TLS by rustls; each answer classified by [`super::retry`].
 //!
-//! The client certificate (`--forward-tls-cert-file`, `--forward-tls-key-file`) is
-//! reloaded when its files change, checked as the listeners' certificates are
-//! (`crate::file_watch`, at most once a second, by the send that finds the check due):
-//! the connection is rebuilt with the new pair, and requests in flight finish on the old
-//! one. A changed pair that cannot be used is logged once, naming the options and files,
-//! and the previous one stays in use. The whole client is rebuilt rather than its
+//! The TLS files (`--forward-tls-cert-file`, `--forward-tls-key-file`,
+//! `--forward-tls-ca-file`) are reloaded when they change, checked as the listeners'
+//! certificates are (`crate::file_watch`, at most once a second, by the send that finds
+//! the check due): the connection is rebuilt with the new files, and requests in flight
+//! finish on the old one. A changed set that cannot be used is logged once, naming the
+//! options and files, and the previous one stays in use. The whole client is rebuilt rather than its
 //! certificate swapped behind a rustls `ResolvesClientCert`, because tonic's
 //! `ClientTlsConfig` takes PEM bytes only (no resolver), and one mechanism for both
 //! protocols beats two; a rotation costs one new connection.
@@ -57,28 +57,57 @@ pub enum ClientError {
     Tls(String),
 }
 
-/// A client of the forward endpoint, rebuilt when its client certificate changes (module
-/// doc).
+/// A client of the forward endpoint, rebuilt when its TLS files change (module doc).
 pub struct Client {
     cfg: ForwardConfig,
     // A std lock: held only to clone or replace the connection, never across an await.
     connection: RwLock<Connection>,
-    identity: Option<IdentityWatch>,
+    watch: Option<TlsFilesWatch>,
 }
 
-/// The client certificate files and the version of them last looked at.
-struct IdentityWatch {
-    cert: PathBuf,
-    key: PathBuf,
+/// The TLS files of an `https://` endpoint (CA, client certificate and key, those set)
+/// and the version of them last looked at.
+struct TlsFilesWatch {
+    files: Vec<(&'static str, PathBuf)>,
     check: DueCheck,
     /// Loaded or refused: a refused version is not retried until a file changes again.
-    stamps: RwLock<[Option<FileStamp>; 2]>,
+    stamps: RwLock<Vec<Option<FileStamp>>>,
 }
 
-impl IdentityWatch {
-    fn stamps(&self) -> [Option<FileStamp>; 2] {
-        [FileStamp::of(&self.cert), FileStamp::of(&self.key)]
+impl TlsFilesWatch {
+    fn new(tls: &ForwardTls) -> Option<TlsFilesWatch> {
+        let mut files = Vec::new();
+        if let Some(ca) = &tls.ca_file {
+            files.push(("forward-tls-ca-file", ca.clone()));
+        }
+        if let Some((cert, key)) = &tls.client_identity {
+            files.push(("forward-tls-cert-file", cert.clone()));
+            files.push(("forward-tls-key-file", key.clone()));
+        }
+        if files.is_empty() {
+            return None;
+        }
+        let stamps = RwLock::new(stamps(&files));
+        Some(TlsFilesWatch {
+            files,
+            check: DueCheck::new(CHECK_EVERY),
+            stamps,
+        })
     }
+
+    /// `--option file, ...` for log lines.
+    fn describe(&self) -> String {
+        let named: Vec<String> = self
+            .files
+            .iter()
+            .map(|(option, path)| format!("--{option} {}", path.display()))
+            .collect();
+        named.join(", ")
+    }
+}
+
+fn stamps(files: &[(&'static str, PathBuf)]) -> Vec<Option<FileStamp>> {
+    files.iter().map(|(_, p)| FileStamp::of(p)).collect()
 }
 
 impl Client {
@@ -88,35 +117,22 @@ impl Client {
     /// # Errors
     /// A TLS file is unreadable or invalid.
     pub fn new(cfg: &ForwardConfig) -> Result<Client, ClientError> {
-        let identity = match (&cfg.tls.client_identity, https(cfg)) {
-            (Some((cert, key)), true) => Some(IdentityWatch {
-                cert: cert.clone(),
-                key: key.clone(),
-                check: DueCheck::new(CHECK_EVERY),
-                stamps: RwLock::new([FileStamp::of(cert), FileStamp::of(key)]),
-            }),
-            _ => None,
+        let watch = if https(cfg) {
+            TlsFilesWatch::new(&cfg.tls)
+        } else {
+            None
         };
         Ok(Client {
             connection: RwLock::new(Connection::new(cfg)?),
             cfg: cfg.clone(),
-            identity,
+            watch,
         })
-    }
-
-    /// Checks the client certificate files every `every` instead of [`CHECK_EVERY`]
-    /// (tests use zero: every send checks).
-    pub fn check_every(mut self, every: Duration) -> Client {
-        if let Some(identity) = &mut self.identity {
-            identity.check = DueCheck::new(every);
-        }
-        self
     }
 
     /// Sends one encoded request and classifies the answer.
     pub async fn send(&self, body: Bytes) -> Attempt {
-        if self.identity.as_ref().is_some_and(|i| i.check.take()) {
-            // Refusals are logged here; the connection in use stays.
+        if self.watch.as_ref().is_some_and(|w| w.check.take()) {
+            // Refusals are logged in `refresh`; the connection in use stays.
             let _ = self.refresh();
         }
         // `Connection` is cheap to clone (a channel or a pooled client).
@@ -128,37 +144,36 @@ impl Client {
         connection.send(body).await
     }
 
-    /// Rebuilds the connection if the client certificate files changed since they were
-    /// last looked at. `Ok(true)`: the new pair is in use for new connections.
+    /// Rebuilds the connection if a TLS file changed since they were last looked at.
+    /// `Ok(true)`: the new files are in use for new connections.
     ///
     /// # Errors
     /// The changed files cannot be used; the previous connection stays. Logged here.
     pub fn refresh(&self) -> Result<bool, ClientError> {
-        let Some(identity) = &self.identity else {
+        let Some(watch) = &self.watch else {
             return Ok(false);
         };
-        let now = identity.stamps();
+        let now = stamps(&watch.files);
         {
-            let mut stamps = identity.stamps.write().unwrap_or_else(|p| p.into_inner());
-            if *stamps == now {
+            let mut last = watch.stamps.write().unwrap_or_else(|p| p.into_inner());
+            if *last == now {
                 return Ok(false);
             }
-            *stamps = now;
+            *last = now;
         }
-        let (cert, key) = (identity.cert.display(), identity.key.display());
         match Connection::new(&self.cfg) {
             Ok(connection) => {
                 *self.connection.write().unwrap_or_else(|p| p.into_inner()) = connection;
                 tracing::info!(
-                    "--forward-tls-cert-file {cert}: client certificate changed, reloaded; \
-                     new connections use it"
+                    "{}: forward TLS files changed, reloaded; new connections use them",
+                    watch.describe()
                 );
                 Ok(true)
             }
             Err(e) => {
                 tracing::error!(
-                    "--forward-tls-cert-file {cert} / --forward-tls-key-file {key}: {e}; \
-                     keeping the client certificate loaded before (retried when a file changes)"
+                    "{e} ({}); keeping the forward TLS files loaded before (retried when a file changes)",
+                    watch.describe()
                 );
                 Err(e)
             }
@@ -527,4 +542,63 @@ fn gzip(body: &[u8]) -> Bytes {
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(body);
     Bytes::from(enc.finish().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ForwardMode;
+
+    fn pair() -> (String, String) {
+        let ck = rcgen::generate_simple_self_signed(vec!["sender".to_string()]).unwrap();
+        (ck.cert.pem(), ck.signing_key.serialize_pem())
+    }
+
+    fn replace(path: &Path, contents: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn config(protocol: ForwardProtocol, cert: &Path, key: &Path) -> ForwardConfig {
+        ForwardConfig {
+            endpoint: "https://localhost:4317".parse().unwrap(),
+            protocol,
+            mode: ForwardMode::Passthrough,
+            headers: Vec::new(),
+            gzip: false,
+            tls: ForwardTls {
+                ca_file: None,
+                client_identity: Some((cert.to_owned(), key.to_owned())),
+            },
+            queue_size: 1,
+            queue_dir: None,
+            timeout: Duration::from_secs(1),
+            max_elapsed: Duration::from_secs(1),
+            concurrency: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_client_certificate_rebuilds_the_connection_and_a_bad_one_is_refused() {
+        for protocol in [ForwardProtocol::Grpc, ForwardProtocol::Http] {
+            let dir = tempfile::tempdir().unwrap();
+            let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+            let (a_cert, a_key) = pair();
+            std::fs::write(&cert, &a_cert).unwrap();
+            std::fs::write(&key, &a_key).unwrap();
+            let client = Client::new(&config(protocol, &cert, &key)).unwrap();
+            assert!(!client.refresh().unwrap(), "unchanged");
+
+            let (b_cert, b_key) = pair();
+            // B's certificate beside A's key: refused; then not retried while unchanged.
+            replace(&cert, &b_cert);
+            assert!(client.refresh().is_err(), "{protocol:?}");
+            assert!(!client.refresh().unwrap());
+            replace(&key, &b_key);
+            assert!(client.refresh().unwrap(), "{protocol:?}");
+            replace(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n");
+            assert!(client.refresh().is_err(), "{protocol:?}");
+        }
+    }
 }

@@ -855,7 +855,7 @@ fn a_rotated_forward_client_certificate_is_used_without_a_restart() {
         assert!(
             upstream
                 .log()
-                .contains("client certificate changed, reloaded"),
+                .contains("forward TLS files changed, reloaded"),
             "{}",
             upstream.log()
         );
