@@ -174,9 +174,24 @@ async fn start_with_forwarder(
     // TLS material and token files are read before anything listens: a file that cannot
     // be used stops start-up as a configuration error, naming its option.
     let sec = &config.security;
-    let grpc_tls = tls::acceptor(sec.otlp_grpc_tls.as_ref(), tls::ALPN_GRPC)?;
-    let otlp_http_tls = tls::acceptor(sec.otlp_http_tls.as_ref(), tls::ALPN_HTTP)?;
-    let api_tls = tls::acceptor(sec.http_tls.as_ref(), tls::ALPN_HTTP)?;
+    let grpc_tls = tls::ServerTls::load_optional(
+        sec.otlp_grpc_tls.as_ref(),
+        tls::ALPN_GRPC,
+        ListenerName::OtlpGrpc,
+        &metrics,
+    )?;
+    let otlp_http_tls = tls::ServerTls::load_optional(
+        sec.otlp_http_tls.as_ref(),
+        tls::ALPN_HTTP,
+        ListenerName::OtlpHttp,
+        &metrics,
+    )?;
+    let api_tls = tls::ServerTls::load_optional(
+        sec.http_tls.as_ref(),
+        tls::ALPN_HTTP,
+        ListenerName::Http,
+        &metrics,
+    )?;
     let otlp_tokens = TokenFile::open_optional("auth-token-file", sec.auth_token_file.as_deref())?;
     let api_tokens =
         TokenFile::open_optional("api-auth-token-file", sec.api_auth_token_file.as_deref())?;

@@ -25,13 +25,12 @@
 //! become unreadable, empty or invalid is logged and the last good tokens stay in force:
 //! a half-written Secret must not lock every sender out, nor open the door.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -41,6 +40,7 @@ use axum::Router;
 use subtle::ConstantTimeEq;
 
 use crate::config::ConfigError;
+use crate::file_watch::{DueCheck, FileStamp};
 
 /// The message of every authentication refusal, whatever was wrong with the token.
 pub const UNAUTHENTICATED_MESSAGE: &str = "missing or invalid bearer token";
@@ -138,27 +138,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// What identifies a version of the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    // `metadata` follows symlinks: a Kubernetes Secret volume swaps its `..data` link,
-    // which changes the inode seen here.
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        len: m.len(),
-        modified: m.modified().ok(),
-    })
-}
-
 fn read_digests(path: &Path) -> Result<Vec<Digest>, TokenFileError> {
     let len = std::fs::metadata(path)
         .map_err(|e| TokenFileError::Read(e.to_string()))?
@@ -177,7 +156,7 @@ struct Loaded {
     digests: Vec<Digest>,
     /// The version last looked at (loaded or refused); `None` when it could not be
     /// stat'ed.
-    stamp: Option<Stamp>,
+    stamp: Option<FileStamp>,
 }
 
 /// The tokens of one file, re-read when it changes (module doc).
@@ -187,9 +166,7 @@ pub struct TokenFile {
     // A std lock: held only to swap or read a small vector, never across an await.
     loaded: RwLock<Loaded>,
     clock: Instant,
-    check_every: Duration,
-    /// Milliseconds on `clock` when the next change check is due.
-    next_check_ms: AtomicU64,
+    check: DueCheck,
     /// When a refusal was last logged (ms on `clock`, +1 so 0 means never).
     last_refusal_log_ms: AtomicU64,
 }
@@ -212,7 +189,7 @@ impl TokenFile {
     /// token or an invalid line: refusing to start beats running with no tokens (which
     /// would lock everyone out, or worse, be taken for "no authentication").
     pub fn open(option: &'static str, path: &Path) -> Result<TokenFile, ConfigError> {
-        let before = stamp(path);
+        let before = FileStamp::of(path);
         let digests = read_digests(path).map_err(|e| ConfigError::File {
             option,
             path: path.to_owned(),
@@ -226,8 +203,7 @@ impl TokenFile {
                 stamp: before,
             }),
             clock: Instant::now(),
-            check_every: CHECK_EVERY,
-            next_check_ms: AtomicU64::new(CHECK_EVERY.as_millis() as u64),
+            check: DueCheck::new(CHECK_EVERY),
             last_refusal_log_ms: AtomicU64::new(0),
         })
     }
@@ -247,8 +223,7 @@ impl TokenFile {
     /// Checks the file for changes every `every` instead of [`CHECK_EVERY`] (tests use
     /// zero: every request checks).
     pub fn check_every(mut self, every: Duration) -> TokenFile {
-        self.check_every = every;
-        self.next_check_ms = AtomicU64::new(every.as_millis() as u64);
+        self.check = DueCheck::new(every);
         self
     }
 
@@ -279,29 +254,16 @@ impl TokenFile {
     }
 
     fn refresh_if_due(&self) {
-        let now = self.clock.elapsed().as_millis() as u64;
-        let due = self.next_check_ms.load(Ordering::Relaxed);
         // One request does the check; the others go on with the tokens in force.
-        if now < due
-            || self
-                .next_check_ms
-                .compare_exchange(
-                    due,
-                    now + self.check_every.as_millis() as u64,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-        {
-            return;
+        if self.check.take() {
+            self.refresh();
         }
-        self.refresh();
     }
 
     /// Re-reads the file if it changed since it was last looked at. Returns whether new
     /// tokens took effect.
     pub fn refresh(&self) -> bool {
-        let now = stamp(&self.path);
+        let now = FileStamp::of(&self.path);
         if now == self.read_loaded().stamp {
             return false;
         }

@@ -12,12 +12,23 @@
 //! handshake — a plain-text client, an unknown CA, a missing client certificate — is
 //! logged at debug level, counted in `faultline_tls_handshake_failures_total{listener}`
 //! and never fatal. Nothing here knows the handlers; `app` wires it.
+//!
+//! Certificates, keys and client CAs are reloaded while running ([`ServerTls`]): the
+//! files are checked for changes (a `stat` through symlinks, `crate::file_watch`) at most
+//! once every [`CHECK_EVERY`], by the handshake that finds the check due, as the token
+//! files of `auth` are, so a Kubernetes Secret rotated by cert-manager takes effect for
+//! new handshakes within a second or two of the kubelet swapping its `..data` link, and
+//! connections already up keep the session they have. A changed set that cannot be used
+//! (half-written, unparsable, a key that does not fit the certificate) is logged once as
+//! an error naming the option and the file, counted in
+//! `faultline_tls_reloads_total{listener, result="error"}`, and the previous
+//! configuration stays in force; it is tried again when a file changes again.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,13 +42,20 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ConfigError, TlsFiles};
-use crate::telemetry::metrics::{ListenerLabels, ListenerName, Metrics};
+use crate::file_watch::{DueCheck, FileStamp};
+use crate::telemetry::metrics::{
+    ListenerLabels, ListenerName, Metrics, ReloadResult, TlsReloadLabels,
+};
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes in progress per listener before accepting pauses.
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// How often a listener's TLS files are checked for changes (as token files are,
+/// `crate::auth::CHECK_EVERY`).
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// ALPN of the OTLP/gRPC listener: gRPC is HTTP/2 only, and gRPC clients insist on `h2`.
 pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
@@ -135,17 +153,170 @@ pub fn server_config(
     Ok(config)
 }
 
-/// The acceptor of a listener: `None` (plain text) without TLS files.
+/// The stamps of a listener's files (certificate, key, client CA), as last looked at.
+type Stamps = [Option<FileStamp>; 3];
+
+fn stamps(files: &TlsFiles) -> Stamps {
+    [
+        FileStamp::of(&files.cert.1),
+        FileStamp::of(&files.key.1),
+        files.client_ca.as_ref().and_then(|(_, p)| FileStamp::of(p)),
+    ]
+}
+
+struct Loaded {
+    config: Arc<rustls::ServerConfig>,
+    /// The version of the files last looked at, loaded or refused: a refused version is
+    /// not retried (nor logged again) until a file changes again.
+    stamps: Stamps,
+}
+
+/// The TLS configuration of one listener, reloaded when its files change (module doc).
 ///
-/// # Errors
-/// See [`server_config`].
-pub fn acceptor(
-    files: Option<&TlsFiles>,
-    alpn: &[&[u8]],
-) -> Result<Option<TlsAcceptor>, ConfigError> {
-    files
-        .map(|f| server_config(f, alpn).map(|c| TlsAcceptor::from(Arc::new(c))))
-        .transpose()
+/// What is swapped is the whole `rustls::ServerConfig`, taken afresh for each handshake,
+/// rather than only the certificate behind a `ResolvesServerCert`:
+/// - one swap covers the certificate, the key and the client CA together, so a rotation
+///   that replaces all of them is seen as one version, never a new certificate beside a
+///   stale CA;
+/// - a client CA cannot be swapped cleanly inside a `ServerConfig`: its verifier hands
+///   out borrowed `root_hint_subjects(&self)`, which a verifier delegating to a
+///   replaceable inner one cannot return;
+/// - a new `ServerConfig` comes with a new session cache, so sessions resumed after a
+///   rotation are fully handshaken again, never resumed on the authority of the old
+///   certificate or CA.
+///
+/// Taking the configuration is a read lock and an `Arc` clone; the previous configuration
+/// lives on in the connections made with it, which are not disturbed.
+pub struct ServerTls {
+    files: TlsFiles,
+    alpn: &'static [&'static [u8]],
+    listener: ListenerName,
+    // A std lock: held only to clone or replace an `Arc`, never across an await.
+    loaded: RwLock<Loaded>,
+    check: DueCheck,
+    reloaded: Counter,
+    refused: Counter,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("files", &self.files)
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads `files` for the listener `listener`, offering `alpn`; reloads are counted in
+    /// `metrics` (both results start at zero, so an alert on errors has a series).
+    ///
+    /// # Errors
+    /// See [`server_config`]: at start-up an unusable file is a bad option.
+    pub fn load(
+        files: &TlsFiles,
+        alpn: &'static [&'static [u8]],
+        listener: ListenerName,
+        metrics: &Metrics,
+    ) -> Result<ServerTls, ConfigError> {
+        let before = stamps(files);
+        let config = Arc::new(server_config(files, alpn)?);
+        let counter = |result| {
+            metrics
+                .tls_reloads
+                .get_or_create(&TlsReloadLabels { listener, result })
+                .clone()
+        };
+        Ok(ServerTls {
+            files: files.clone(),
+            alpn,
+            listener,
+            loaded: RwLock::new(Loaded {
+                config,
+                stamps: before,
+            }),
+            check: DueCheck::new(CHECK_EVERY),
+            reloaded: counter(ReloadResult::Ok),
+            refused: counter(ReloadResult::Error),
+        })
+    }
+
+    /// [`ServerTls::load`] for a listener that may be plain text (`files` is `None`).
+    ///
+    /// # Errors
+    /// See [`server_config`].
+    pub fn load_optional(
+        files: Option<&TlsFiles>,
+        alpn: &'static [&'static [u8]],
+        listener: ListenerName,
+        metrics: &Metrics,
+    ) -> Result<Option<Arc<ServerTls>>, ConfigError> {
+        files
+            .map(|f| ServerTls::load(f, alpn, listener, metrics).map(Arc::new))
+            .transpose()
+    }
+
+    /// Checks the files every `every` instead of [`CHECK_EVERY`] (tests use zero: every
+    /// handshake checks).
+    pub fn check_every(mut self, every: Duration) -> ServerTls {
+        self.check = DueCheck::new(every);
+        self
+    }
+
+    fn read_loaded(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        // `Loaded` is replaced whole, so a lock poisoned by a panic elsewhere still holds a
+        // consistent value.
+        self.loaded.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration for a new handshake, after re-reading the files if a check is
+    /// due and they changed.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        // One handshake a second does the check; the others take what is in force.
+        if self.check.take() {
+            // Refusals are logged and counted in `refresh`; the old config stays.
+            let _ = self.refresh();
+        }
+        Arc::clone(&self.read_loaded().config)
+    }
+
+    /// Re-reads the files if any changed since they were last looked at. `Ok(true)`: the
+    /// new files are in force; `Ok(false)`: nothing changed.
+    ///
+    /// # Errors
+    /// The changed files cannot be used ([`server_config`]); the previous configuration
+    /// stays in force. Logged and counted here.
+    pub fn refresh(&self) -> Result<bool, ConfigError> {
+        let now = stamps(&self.files);
+        if now == self.read_loaded().stamps {
+            return Ok(false);
+        }
+        let result = server_config(&self.files, self.alpn);
+        let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
+        loaded.stamps = now;
+        let listener = self.listener.as_str();
+        match result {
+            Ok(config) => {
+                loaded.config = Arc::new(config);
+                self.reloaded.inc();
+                tracing::info!(
+                    listener,
+                    "--{} {}: TLS files changed, reloaded; new handshakes use them",
+                    self.files.cert.0,
+                    self.files.cert.1.display()
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                self.refused.inc();
+                tracing::error!(
+                    listener,
+                    "{e}; keeping the TLS configuration loaded before (retried when a file changes)"
+                );
+                Err(e)
+            }
+        }
+    }
 }
 
 /// An accepted connection: plain TCP or TLS over TCP.
@@ -237,7 +408,7 @@ type Handshake = Option<(TlsStream<TcpStream>, SocketAddr)>;
 /// A listener's accept loop, plain or TLS (module doc).
 pub struct Incoming {
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerTls>>,
     handshakes: JoinSet<Handshake>,
     failures: Counter,
     name: ListenerName,
@@ -248,7 +419,7 @@ impl Incoming {
     /// under `name` in `metrics`.
     pub fn new(
         listener: TcpListener,
-        tls: Option<TlsAcceptor>,
+        tls: Option<Arc<ServerTls>>,
         name: ListenerName,
         metrics: &Metrics,
     ) -> Self {
@@ -274,7 +445,7 @@ impl Incoming {
     /// retried, as axum's own listener does; this never fails.
     pub async fn accept(&mut self) -> (Conn, SocketAddr) {
         loop {
-            let Some(acceptor) = &self.tls else {
+            let Some(tls) = &self.tls else {
                 match self.listener.accept().await {
                     Ok((tcp, peer)) => return (Conn::Plain(tcp), peer),
                     Err(e) => accept_error(e).await,
@@ -294,10 +465,14 @@ impl Incoming {
                 {
                     match accepted {
                         Ok((tcp, peer)) => {
-                            let handshake = acceptor.accept(tcp);
+                            let tls = Arc::clone(tls);
                             let failures = self.failures.clone();
                             let name = self.name;
                             self.handshakes.spawn(async move {
+                                // The configuration in force now (checking the files when
+                                // due, here rather than on the accept loop): a reload
+                                // applies from the next handshake on.
+                                let handshake = TlsAcceptor::from(tls.config()).accept(tcp);
                                 let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
                                 match outcome {
                                     Ok(Ok(tls)) => Some((tls, peer)),
@@ -436,7 +611,8 @@ mod tests {
         let metrics = Metrics::default();
         let mut incoming = Incoming::new(
             listener,
-            acceptor(Some(&f), ALPN_HTTP).unwrap(),
+            ServerTls::load_optional(Some(&f), ALPN_HTTP, ListenerName::OtlpHttp, &metrics)
+                .unwrap(),
             ListenerName::OtlpHttp,
             &metrics,
         );
@@ -474,5 +650,195 @@ mod tests {
             })
             .get();
         assert_eq!(failures, 1);
+    }
+
+    /// A CA, and a leaf it signs for `localhost` with `usage`, as PEM.
+    struct Issued {
+        ca: String,
+        cert: String,
+        key: String,
+    }
+
+    fn issue(usage: rcgen::ExtendedKeyUsagePurpose) -> Issued {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        Issued {
+            ca: ca.pem(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn server_pair() -> Issued {
+        issue(rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// Replaces `path` the way a Secret volume or `mv` does: never half-written.
+    fn replace(path: &Path, contents: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    /// Whether a handshake with `server` succeeds on both sides, for a client trusting
+    /// only `trusted` and presenting `client` (certificate, key) when given.
+    async fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        trusted: &str,
+        client: Option<&Issued>,
+    ) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der(trusted)).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some(c) => builder
+                .with_client_auth_cert(
+                    vec![der(&c.cert)],
+                    PrivateKeyDer::from_pem_slice(c.key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let (s, c) = tokio::join!(
+            TlsAcceptor::from(server).accept(server_end),
+            connector.connect(name, client_end)
+        );
+        s.is_ok() && c.is_ok()
+    }
+
+    fn reloads(metrics: &Metrics, result: ReloadResult) -> u64 {
+        metrics
+            .tls_reloads
+            .get_or_create(&TlsReloadLabels {
+                listener: ListenerName::OtlpHttp,
+                result,
+            })
+            .get()
+    }
+
+    fn reloading(f: &TlsFiles, metrics: &Metrics) -> ServerTls {
+        ServerTls::load(f, ALPN_HTTP, ListenerName::OtlpHttp, metrics)
+            .unwrap()
+            .check_every(Duration::ZERO)
+    }
+
+    #[tokio::test]
+    async fn a_replaced_certificate_is_used_by_the_next_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (server_pair(), server_pair());
+        let f = files(dir.path(), a.cert.as_bytes(), a.key.as_bytes());
+        let metrics = Metrics::default();
+        let tls = reloading(&f, &metrics);
+        let before = tls.config();
+        assert!(handshake(Arc::clone(&before), &a.ca, None).await);
+
+        // Unchanged files: the same configuration, nothing counted.
+        assert!(Arc::ptr_eq(&tls.config(), &before));
+        replace(&f.key.1, &b.key);
+        replace(&f.cert.1, &b.cert);
+        let after = tls.config();
+        assert!(handshake(Arc::clone(&after), &b.ca, None).await);
+        assert!(!handshake(Arc::clone(&after), &a.ca, None).await);
+        // What was taken before the swap (a connection being made) is undisturbed.
+        assert!(handshake(before, &a.ca, None).await);
+        assert_eq!(reloads(&metrics, ReloadResult::Ok), 1);
+        assert_eq!(reloads(&metrics, ReloadResult::Error), 0);
+        assert_eq!(
+            after.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_new_file_keeps_the_previous_certificate_and_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (server_pair(), server_pair());
+        let f = files(dir.path(), a.cert.as_bytes(), a.key.as_bytes());
+        let metrics = Metrics::default();
+        let tls = reloading(&f, &metrics);
+
+        // Half-written, or garbage: refused, naming the option and the file.
+        replace(&f.cert.1, &b.cert[..b.cert.len() / 2]);
+        let e = tls.refresh().unwrap_err().to_string();
+        assert!(e.starts_with("--tls-cert-file "), "{e}");
+        assert!(e.contains(f.cert.1.to_str().unwrap()), "{e}");
+        assert!(handshake(tls.config(), &a.ca, None).await);
+        // The same bad version is not retried, nor reported again.
+        assert!(!tls.refresh().unwrap());
+        assert_eq!(reloads(&metrics, ReloadResult::Error), 1);
+
+        // B's certificate beside A's key: the key does not fit.
+        replace(&f.cert.1, &b.cert);
+        let e = tls.refresh().unwrap_err().to_string();
+        assert!(e.starts_with("--tls-key-file "), "{e}");
+        assert!(handshake(tls.config(), &a.ca, None).await);
+        assert_eq!(reloads(&metrics, ReloadResult::Error), 2);
+
+        // The key arrives: B is in force.
+        replace(&f.key.1, &b.key);
+        assert!(tls.refresh().unwrap());
+        assert!(handshake(tls.config(), &b.ca, None).await);
+        // A file gone (a Secret deleted) is refused too, and B stays.
+        std::fs::remove_file(&f.key.1).unwrap();
+        let e = tls.refresh().unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        assert!(handshake(tls.config(), &b.ca, None).await);
+        assert_eq!(reloads(&metrics, ReloadResult::Ok), 1);
+        assert_eq!(reloads(&metrics, ReloadResult::Error), 3);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_client_ca_decides_the_next_handshakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server_pair();
+        let (old, new) = (
+            issue(rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+            issue(rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+        );
+        let mut f = files(dir.path(), server.cert.as_bytes(), server.key.as_bytes());
+        let ca = dir.path().join("client-ca.pem");
+        std::fs::write(&ca, &old.ca).unwrap();
+        f.client_ca = Some(("tls-client-ca-file", ca.clone()));
+        let metrics = Metrics::default();
+        let tls = reloading(&f, &metrics);
+        assert!(handshake(tls.config(), &server.ca, Some(&old)).await);
+        assert!(!handshake(tls.config(), &server.ca, Some(&new)).await);
+
+        replace(&ca, &new.ca);
+        assert!(handshake(tls.config(), &server.ca, Some(&new)).await);
+        assert!(!handshake(tls.config(), &server.ca, Some(&old)).await);
+        assert_eq!(reloads(&metrics, ReloadResult::Ok), 1);
+    }
+
+    #[test]
+    fn files_are_checked_at_most_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (server_pair(), server_pair());
+        let f = files(dir.path(), a.cert.as_bytes(), a.key.as_bytes());
+        let metrics = Metrics::default();
+        let tls = ServerTls::load(&f, ALPN_HTTP, ListenerName::OtlpHttp, &metrics)
+            .unwrap()
+            .check_every(Duration::from_secs(3600));
+        let before = tls.config();
+        replace(&f.key.1, &b.key);
+        replace(&f.cert.1, &b.cert);
+        assert!(Arc::ptr_eq(&tls.config(), &before), "not checked yet");
+        assert_eq!(reloads(&metrics, ReloadResult::Ok), 0);
     }
 }

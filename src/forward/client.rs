@@ -1,9 +1,19 @@
 //! The OTLP clients of the forwarder: one request = one encoded
 //! `ExportTraceServiceRequest`, sent as bytes (never re-encoded), over gRPC (tonic) or
 //! HTTP (hyper), with TLS by rustls; each answer classified by [`super::retry`].
+//!
+//! The TLS files (`--forward-tls-cert-file`, `--forward-tls-key-file`,
+//! `--forward-tls-ca-file`) are reloaded when they change, checked as the listeners'
+//! certificates are (`crate::file_watch`, at most once a second, by the send that finds
+//! the check due): the connection is rebuilt with the new files, and requests in flight
+//! finish on the old one. A changed set that cannot be used is logged once, naming the
+//! options and files, and the previous one stays in use. The whole client is rebuilt rather than its
+//! certificate swapped behind a rustls `ResolvesClientCert`, because tonic's
+//! `ClientTlsConfig` takes PEM bytes only (no resolver), and one mechanism for both
+//! protocols beats two; a rotation costs one new connection.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,6 +26,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::retry::{self, Attempt, FailureReason};
 use crate::config::{ForwardConfig, ForwardProtocol, ForwardTls};
+use crate::file_watch::{DueCheck, FileStamp};
+
+/// How often the client certificate files are checked for changes (as the listeners'
+/// certificates, `crate::tls::CHECK_EVERY`).
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The gRPC method (OTLP/gRPC).
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -42,13 +57,57 @@ pub enum ClientError {
     Tls(String),
 }
 
-/// A client of the forward endpoint. Cheap to clone (connections are shared).
-#[derive(Clone)]
-pub enum Client {
-    /// OTLP/gRPC.
-    Grpc(GrpcClient),
-    /// OTLP/HTTP.
-    Http(Box<HttpClient>),
+/// A client of the forward endpoint, rebuilt when its TLS files change (module doc).
+pub struct Client {
+    cfg: ForwardConfig,
+    // A std lock: held only to clone or replace the connection, never across an await.
+    connection: RwLock<Connection>,
+    watch: Option<TlsFilesWatch>,
+}
+
+/// The TLS files of an `https://` endpoint (CA, client certificate and key, those set)
+/// and the version of them last looked at.
+struct TlsFilesWatch {
+    files: Vec<(&'static str, PathBuf)>,
+    check: DueCheck,
+    /// Loaded or refused: a refused version is not retried until a file changes again.
+    stamps: RwLock<Vec<Option<FileStamp>>>,
+}
+
+impl TlsFilesWatch {
+    fn new(tls: &ForwardTls) -> Option<TlsFilesWatch> {
+        let mut files = Vec::new();
+        if let Some(ca) = &tls.ca_file {
+            files.push(("forward-tls-ca-file", ca.clone()));
+        }
+        if let Some((cert, key)) = &tls.client_identity {
+            files.push(("forward-tls-cert-file", cert.clone()));
+            files.push(("forward-tls-key-file", key.clone()));
+        }
+        if files.is_empty() {
+            return None;
+        }
+        let stamps = RwLock::new(stamps(&files));
+        Some(TlsFilesWatch {
+            files,
+            check: DueCheck::new(CHECK_EVERY),
+            stamps,
+        })
+    }
+
+    /// `--option file, ...` for log lines.
+    fn describe(&self) -> String {
+        let named: Vec<String> = self
+            .files
+            .iter()
+            .map(|(option, path)| format!("--{option} {}", path.display()))
+            .collect();
+        named.join(", ")
+    }
+}
+
+fn stamps(files: &[(&'static str, PathBuf)]) -> Vec<Option<FileStamp>> {
+    files.iter().map(|(_, p)| FileStamp::of(p)).collect()
 }
 
 impl Client {
@@ -58,18 +117,96 @@ impl Client {
     /// # Errors
     /// A TLS file is unreadable or invalid.
     pub fn new(cfg: &ForwardConfig) -> Result<Client, ClientError> {
-        let https = cfg.endpoint.scheme_str() == Some("https");
-        Ok(match cfg.protocol {
-            ForwardProtocol::Grpc => Client::Grpc(GrpcClient::new(cfg, https)?),
-            ForwardProtocol::Http => Client::Http(Box::new(HttpClient::new(cfg, https)?)),
+        let watch = if https(cfg) {
+            TlsFilesWatch::new(&cfg.tls)
+        } else {
+            None
+        };
+        Ok(Client {
+            connection: RwLock::new(Connection::new(cfg)?),
+            cfg: cfg.clone(),
+            watch,
         })
     }
 
     /// Sends one encoded request and classifies the answer.
     pub async fn send(&self, body: Bytes) -> Attempt {
+        if self.watch.as_ref().is_some_and(|w| w.check.take()) {
+            // Refusals are logged in `refresh`; the connection in use stays.
+            let _ = self.refresh();
+        }
+        // `Connection` is cheap to clone (a channel or a pooled client).
+        let connection = self
+            .connection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        connection.send(body).await
+    }
+
+    /// Rebuilds the connection if a TLS file changed since they were last looked at.
+    /// `Ok(true)`: the new files are in use for new connections.
+    ///
+    /// # Errors
+    /// The changed files cannot be used; the previous connection stays. Logged here.
+    pub fn refresh(&self) -> Result<bool, ClientError> {
+        let Some(watch) = &self.watch else {
+            return Ok(false);
+        };
+        let now = stamps(&watch.files);
+        {
+            let mut last = watch.stamps.write().unwrap_or_else(|p| p.into_inner());
+            if *last == now {
+                return Ok(false);
+            }
+            *last = now;
+        }
+        match Connection::new(&self.cfg) {
+            Ok(connection) => {
+                *self.connection.write().unwrap_or_else(|p| p.into_inner()) = connection;
+                tracing::info!(
+                    "{}: forward TLS files changed, reloaded; new connections use them",
+                    watch.describe()
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{e} ({}); keeping the forward TLS files loaded before (retried when a file changes)",
+                    watch.describe()
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+fn https(cfg: &ForwardConfig) -> bool {
+    cfg.endpoint.scheme_str() == Some("https")
+}
+
+/// The connection to the forward endpoint. Cheap to clone (connections are shared).
+#[derive(Clone)]
+enum Connection {
+    /// OTLP/gRPC.
+    Grpc(GrpcClient),
+    /// OTLP/HTTP.
+    Http(Box<HttpClient>),
+}
+
+impl Connection {
+    fn new(cfg: &ForwardConfig) -> Result<Connection, ClientError> {
+        let https = https(cfg);
+        Ok(match cfg.protocol {
+            ForwardProtocol::Grpc => Connection::Grpc(GrpcClient::new(cfg, https)?),
+            ForwardProtocol::Http => Connection::Http(Box::new(HttpClient::new(cfg, https)?)),
+        })
+    }
+
+    async fn send(&self, body: Bytes) -> Attempt {
         match self {
-            Client::Grpc(c) => c.send(body).await,
-            Client::Http(c) => c.send(body).await,
+            Connection::Grpc(c) => c.send(body).await,
+            Connection::Http(c) => c.send(body).await,
         }
     }
 }
@@ -405,4 +542,63 @@ fn gzip(body: &[u8]) -> Bytes {
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(body);
     Bytes::from(enc.finish().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ForwardMode;
+
+    fn pair() -> (String, String) {
+        let ck = rcgen::generate_simple_self_signed(vec!["sender".to_string()]).unwrap();
+        (ck.cert.pem(), ck.signing_key.serialize_pem())
+    }
+
+    fn replace(path: &Path, contents: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn config(protocol: ForwardProtocol, cert: &Path, key: &Path) -> ForwardConfig {
+        ForwardConfig {
+            endpoint: "https://localhost:4317".parse().unwrap(),
+            protocol,
+            mode: ForwardMode::Passthrough,
+            headers: Vec::new(),
+            gzip: false,
+            tls: ForwardTls {
+                ca_file: None,
+                client_identity: Some((cert.to_owned(), key.to_owned())),
+            },
+            queue_size: 1,
+            queue_dir: None,
+            timeout: Duration::from_secs(1),
+            max_elapsed: Duration::from_secs(1),
+            concurrency: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_client_certificate_rebuilds_the_connection_and_a_bad_one_is_refused() {
+        for protocol in [ForwardProtocol::Grpc, ForwardProtocol::Http] {
+            let dir = tempfile::tempdir().unwrap();
+            let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+            let (a_cert, a_key) = pair();
+            std::fs::write(&cert, &a_cert).unwrap();
+            std::fs::write(&key, &a_key).unwrap();
+            let client = Client::new(&config(protocol, &cert, &key)).unwrap();
+            assert!(!client.refresh().unwrap(), "unchanged");
+
+            let (b_cert, b_key) = pair();
+            // B's certificate beside A's key: refused; then not retried while unchanged.
+            replace(&cert, &b_cert);
+            assert!(client.refresh().is_err(), "{protocol:?}");
+            assert!(!client.refresh().unwrap());
+            replace(&key, &b_key);
+            assert!(client.refresh().unwrap(), "{protocol:?}");
+            replace(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n");
+            assert!(client.refresh().is_err(), "{protocol:?}");
+        }
+    }
 }

@@ -58,6 +58,25 @@ pub struct ListenerLabels {
     pub listener: ListenerName,
 }
 
+/// How a reload of a listener's TLS files ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new files are in force for new handshakes.
+    Ok,
+    /// The new files were refused (unreadable, unparsable, a key that does not fit):
+    /// the previous ones stay in force.
+    Error,
+}
+
+/// Labels `{listener, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsReloadLabels {
+    /// otlp_grpc | otlp_http | http
+    pub listener: ListenerName,
+    /// ok | error
+    pub result: ReloadResult,
+}
+
 /// Why a trace left the buffer.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Trigger {
@@ -259,6 +278,9 @@ pub struct Metrics {
     /// timed out before the handshake completed (plain-text clients, unknown CAs, missing
     /// client certificates).
     pub tls_handshake_failures: Family<ListenerLabels, Counter>,
+    /// `faultline_tls_reloads_total{listener, result}`: changed certificate, key or client
+    /// CA files re-read while running, by outcome.
+    pub tls_reloads: Family<TlsReloadLabels, Counter>,
 }
 
 impl Metrics {
@@ -349,6 +371,11 @@ impl Metrics {
             "TLS connections that failed or timed out in the handshake, by listener",
             self.tls_handshake_failures.clone(),
         );
+        r.register(
+            "tls_reloads",
+            "Changed TLS certificate, key or client CA files re-read, by listener and result",
+            self.tls_reloads.clone(),
+        );
         r
     }
 
@@ -399,5 +426,6 @@ label_values! {
     }
     ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
+    ReloadResult { Ok => "ok", Error => "error" }
     Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

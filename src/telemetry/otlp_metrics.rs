@@ -50,7 +50,7 @@ pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward
 
 /// Every family on `/metrics` today and its OTel name: the documented mapping, pinned by
 /// a test that fails when a family is added without a decision here.
-pub const OTEL_NAMES: [(&str, &str); 30] = [
+pub const OTEL_NAMES: [(&str, &str); 31] = [
     ("faultline_errors_total", "faultline.errors"),
     ("faultline_corrupt_spans_total", "faultline.corrupt_spans"),
     (
@@ -108,6 +108,7 @@ pub const OTEL_NAMES: [(&str, &str); 30] = [
         "faultline_tls_handshake_failures_total",
         "faultline.tls_handshake_failures",
     ),
+    ("faultline_tls_reloads_total", "faultline.tls_reloads"),
     (
         "faultline_forward_queue_spans",
         "faultline.forward.queue_spans",
@@ -573,6 +574,13 @@ mod tests {
             .tls_handshake_failures
             .get_or_create(&crate::telemetry::metrics::ListenerLabels {
                 listener: crate::telemetry::metrics::ListenerName::Http,
+            })
+            .inc();
+        metrics
+            .tls_reloads
+            .get_or_create(&crate::telemetry::metrics::TlsReloadLabels {
+                listener: crate::telemetry::metrics::ListenerName::Http,
+                result: crate::telemetry::metrics::ReloadResult::Ok,
             })
             .inc();
         let families = prometheus_protobuf::encode(&registry).unwrap();

@@ -588,3 +588,276 @@ fn the_forwarder_speaks_mutual_tls_with_a_custom_ca_and_sends_its_headers() {
         sent as f64
     );
 }
+
+/// A Kubernetes Secret volume as the kubelet's atomic writer lays it out: each file is a
+/// symlink `name -> ..data/name`, `..data` a symlink to a version directory; an update
+/// writes a new version directory and swaps `..data` to it with one rename.
+struct SecretVolume {
+    dir: PathBuf,
+    version: u32,
+}
+
+impl SecretVolume {
+    fn new(dir: PathBuf, files: &[(&str, String)]) -> SecretVolume {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut volume = SecretVolume { dir, version: 0 };
+        volume.publish(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), volume.dir.join(name)).unwrap();
+        }
+        volume
+    }
+
+    fn publish(&mut self, files: &[(&str, String)]) {
+        self.version += 1;
+        let version = format!("..v{}", self.version);
+        std::fs::create_dir(self.dir.join(&version)).unwrap();
+        for (name, contents) in files {
+            std::fs::write(self.dir.join(&version).join(name), contents).unwrap();
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_string()
+    }
+}
+
+/// Whether a TLS handshake with `addr` succeeds for a rustls client trusting only the CA
+/// in `ca` (the server certificate is checked for `localhost`).
+fn handshake_trusting(addr: std::net::SocketAddr, ca: &str) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn tls_reloads(fl: &Faultline, listener: &str, result: &str) -> f64 {
+    fl.metric(&format!(
+        "faultline_tls_reloads_total{{listener=\"{listener}\",result=\"{result}\"}}"
+    ))
+}
+
+/// cert-manager rotating the Secret: certificate A (CA 1) is replaced by certificate B
+/// from another CA, by a `..data` symlink swap; new handshakes get B within a couple of
+/// seconds, without a restart; a garbage certificate after that keeps B in force.
+#[test]
+fn a_rotated_certificate_is_served_without_a_restart_and_a_bad_one_is_refused() {
+    let pki = Pki::new();
+    let other = ca("the next CA");
+    std::fs::write(pki.path("ca2.pem"), other.pem()).unwrap();
+    pki.leaf(
+        &other,
+        "server2",
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let read = |name: &str| std::fs::read_to_string(pki.path(name)).unwrap();
+    let mut secret = SecretVolume::new(
+        pki.dir.path().join("secret"),
+        &[
+            ("tls.crt", read("server.pem")),
+            ("tls.key", read("server.key")),
+        ],
+    );
+    let (cert, key) = (secret.path("tls.crt"), secret.path("tls.key"));
+    let fl = start(
+        &[
+            "--otlp-grpc-tls-cert-file",
+            &cert,
+            "--otlp-grpc-tls-key-file",
+            &key,
+            "--otlp-http-tls-cert-file",
+            &cert,
+            "--otlp-http-tls-key-file",
+            &key,
+        ]
+        .map(String::from),
+    );
+    let (ca1, ca2) = (pki.path("ca.pem"), pki.path("ca2.pem"));
+    let grpc = format!("https://{}", fl.grpc);
+    let http = format!("https://{}", fl.otlp_http);
+    let h = client(&["export", "http", &http, "--ca", &ca1]);
+    assert_eq!(
+        (h["sdk"].as_str(), h["status"].as_u64()),
+        (Some("SUCCESS"), Some(200)),
+        "{h}"
+    );
+    assert!(!handshake_trusting(fl.otlp_http, &ca2));
+
+    secret.publish(&[
+        ("tls.crt", read("server2.pem")),
+        ("tls.key", read("server2.key")),
+    ]);
+    // Checked at most once a second, by a handshake: B within a few attempts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !handshake_trusting(fl.otlp_http, &ca2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never served: {}",
+            fl.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !handshake_trusting(fl.otlp_http, &ca1),
+        "A is no longer served"
+    );
+    let h = client(&["export", "http", &http, "--ca", &ca2]);
+    assert_eq!(
+        (h["sdk"].as_str(), h["status"].as_u64()),
+        (Some("SUCCESS"), Some(200)),
+        "{h}"
+    );
+    let h = client(&["export", "http", &http, "--ca", &ca1]);
+    assert_eq!(
+        (h["sdk"].as_str(), h["status"].as_str()),
+        (Some("FAILURE"), Some("connection_error")),
+        "{h}"
+    );
+    // The gRPC listener shares the files and reloads on its own first handshake.
+    let g = client(&["export", "grpc", &grpc, "--ca", &ca2]);
+    assert_eq!(
+        (g["sdk"].as_str(), g["status"].as_str()),
+        (Some("SUCCESS"), Some("OK")),
+        "{g}"
+    );
+    assert_eq!(tls_reloads(&fl, "otlp_http", "ok"), 1.0);
+    assert_eq!(tls_reloads(&fl, "otlp_grpc", "ok"), 1.0);
+    assert_eq!(tls_reloads(&fl, "otlp_http", "error"), 0.0);
+    assert_eq!(accepted(&fl, "http"), 2.0 * SPANS_PER_RUN);
+
+    // A garbage certificate: refused, counted and logged once; B is still served.
+    secret.publish(&[
+        (
+            "tls.crt",
+            "-----BEGIN CERTIFICATE-----\ngarbage\n".to_string(),
+        ),
+        ("tls.key", read("server2.key")),
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tls_reloads(&fl, "otlp_http", "error") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {}",
+            fl.log()
+        );
+        assert!(handshake_trusting(fl.otlp_http, &ca2), "B stays in force");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = client(&["export", "http", &http, "--ca", &ca2]);
+    assert_eq!(
+        (h["sdk"].as_str(), h["status"].as_u64()),
+        (Some("SUCCESS"), Some(200)),
+        "{h}"
+    );
+    assert_eq!(
+        tls_reloads(&fl, "otlp_http", "error"),
+        1.0,
+        "not retried while unchanged"
+    );
+    assert_eq!(tls_reloads(&fl, "otlp_http", "ok"), 1.0);
+    let log = fl.log();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("keeping the TLS configuration") && l.contains("otlp_http"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{log}");
+    assert!(
+        refusals[0].contains(&format!("--otlp-http-tls-cert-file {cert}")),
+        "{log}"
+    );
+}
+
+/// The forwarder's client certificate rotated while running: a downstream requiring
+/// client certificates from the test CA refuses the first one (from another CA); once the
+/// files are replaced by a certificate from the test CA, spans are delivered, over gRPC
+/// and HTTP, without restarting the forwarder.
+#[test]
+fn a_rotated_forward_client_certificate_is_used_without_a_restart() {
+    let pki = Pki::new();
+    let mut downstream_args = pki.otlp_tls_args();
+    downstream_args.extend(["--tls-client-ca-file".to_string(), pki.path("ca.pem")]);
+    let downstream = start(&downstream_args);
+    for (protocol, port, listener) in [
+        ("grpc", downstream.grpc.port(), "otlp_grpc"),
+        ("http", downstream.otlp_http.port(), "otlp_http"),
+    ] {
+        let (cert, key) = (
+            pki.path(&format!("fwd-{protocol}.pem")),
+            pki.path(&format!("fwd-{protocol}.key")),
+        );
+        std::fs::copy(pki.path("stranger.pem"), &cert).unwrap();
+        std::fs::copy(pki.path("stranger.key"), &key).unwrap();
+        let refused_before = handshake_failures(&downstream, listener);
+        let upstream = Faultline::start(&[
+            "--forward-endpoint",
+            &format!("https://localhost:{port}"),
+            "--forward-protocol",
+            protocol,
+            "--forward-tls-ca-file",
+            &pki.path("ca.pem"),
+            "--forward-tls-cert-file",
+            &cert,
+            "--forward-tls-key-file",
+            &key,
+        ]);
+        crate::support::python_send("grpc", &upstream.grpc_endpoint(), 1, 5, false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while handshake_failures(&downstream, listener) <= refused_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{protocol}: never refused"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        // Rotated as `mv` does it: the key first, then the certificate.
+        for (from, to) in [("client.key", &key), ("client.pem", &cert)] {
+            let tmp = format!("{to}.new");
+            std::fs::copy(pki.path(from), &tmp).unwrap();
+            std::fs::rename(&tmp, to).unwrap();
+        }
+        // Checked at most once a second: a send from now on uses the new certificate.
+        std::thread::sleep(Duration::from_millis(1200));
+        let before = accepted(&downstream, protocol);
+        let (_, sent) = crate::support::python_send("grpc", &upstream.grpc_endpoint(), 2, 5, false);
+        let now = downstream.wait_metric(
+            &format!("faultline_receiver_accepted_spans_total{{transport=\"{protocol}\"}}"),
+            before + sent as f64,
+            Duration::from_secs(30),
+        );
+        assert!(
+            now >= before + sent as f64,
+            "{protocol}: {}",
+            upstream.log()
+        );
+        assert!(
+            upstream
+                .log()
+                .contains("forward TLS files changed, reloaded"),
+            "{}",
+            upstream.log()
+        );
+    }
+}
