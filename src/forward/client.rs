@@ -355,13 +355,30 @@ impl GrpcClient {
                 detail: format!("no answer within {:?}", self.timeout),
             },
             Ok(Ok(response)) => delivered(response.into_inner()),
-            Ok(Err(status)) => {
-                use tonic_types::StatusExt;
-                let hint = status.get_details_retry_info().and_then(|r| r.retry_delay);
-                retry::grpc_failure(status.code() as i32, hint, status.message())
-            }
+            Ok(Err(status)) => grpc_status_attempt(&status),
         }
     }
+}
+
+/// Classifies a failed gRPC call.
+///
+/// A status the server sent is classified by its code (OTLP's rules, `retry`). A status
+/// tonic made up locally from a transport failure (the connection or its TLS session broke
+/// before an answer came: a reset, a client certificate the server refused after the
+/// handshake) is UNKNOWN and carries that error as its source. The server decided nothing
+/// then, so it is retried as unreachable, as grpc-go (the Collector's exporter) reports
+/// such failures as UNAVAILABLE; dropping the batch as permanent would lose spans.
+fn grpc_status_attempt(status: &tonic::Status) -> Attempt {
+    use tonic_types::StatusExt;
+    if status.code() == tonic::Code::Unknown && std::error::Error::source(status).is_some() {
+        return Attempt::Retry {
+            reason: FailureReason::Unreachable,
+            hint: None,
+            detail: format!("transport failure: {}", status.message()),
+        };
+    }
+    let hint = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    retry::grpc_failure(status.code() as i32, hint, status.message())
 }
 
 fn delivered(response: ExportTraceServiceResponse) -> Attempt {
@@ -548,6 +565,32 @@ fn gzip(body: &[u8]) -> Bytes {
 mod tests {
     use super::*;
     use crate::config::ForwardMode;
+
+    #[test]
+    fn a_local_transport_failure_is_retried_and_a_server_unknown_is_not() {
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer closed the TLS session",
+        )));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        assert!(matches!(
+            grpc_status_attempt(&broken),
+            Attempt::Retry {
+                reason: FailureReason::Unreachable,
+                ..
+            }
+        ));
+        // The same code sent by the server is the server's decision: not retried.
+        let answered = tonic::Status::unknown("handler blew up");
+        assert!(matches!(
+            grpc_status_attempt(&answered),
+            Attempt::Permanent { .. }
+        ));
+        assert!(matches!(
+            grpc_status_attempt(&tonic::Status::unavailable("busy")),
+            Attempt::Retry { .. }
+        ));
+    }
 
     fn pair() -> (String, String) {
         let ck = rcgen::generate_simple_self_signed(vec!["sender".to_string()]).unwrap();

@@ -810,6 +810,7 @@ fn a_rotated_forward_client_certificate_is_used_without_a_restart() {
         std::fs::copy(pki.path("stranger.pem"), &cert).unwrap();
         std::fs::copy(pki.path("stranger.key"), &key).unwrap();
         let refused_before = handshake_failures(&downstream, listener);
+        let accepted_at_start = accepted(&downstream, protocol);
         let upstream = Faultline::start(&[
             "--forward-endpoint",
             &format!("https://localhost:{port}"),
@@ -822,7 +823,8 @@ fn a_rotated_forward_client_certificate_is_used_without_a_restart() {
             "--forward-tls-key-file",
             &key,
         ]);
-        crate::support::python_send("grpc", &upstream.grpc_endpoint(), 1, 5, false);
+        let (_, refused_spans) =
+            crate::support::python_send("grpc", &upstream.grpc_endpoint(), 1, 5, false);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while handshake_failures(&downstream, listener) <= refused_before {
             assert!(
@@ -840,17 +842,22 @@ fn a_rotated_forward_client_certificate_is_used_without_a_restart() {
         }
         // Checked at most once a second: a send from now on uses the new certificate.
         std::thread::sleep(Duration::from_millis(1200));
-        let before = accepted(&downstream, protocol);
         let (_, sent) = crate::support::python_send("grpc", &upstream.grpc_endpoint(), 2, 5, false);
+        // Everything arrives: the new spans, and the ones the refused certificate held
+        // back, which were kept queued and retried rather than dropped.
+        let want = accepted_at_start + (refused_spans + sent) as f64;
         let now = downstream.wait_metric(
             &format!("faultline_receiver_accepted_spans_total{{transport=\"{protocol}\"}}"),
-            before + sent as f64,
-            Duration::from_secs(30),
+            want,
+            Duration::from_secs(40),
         );
+        assert_eq!(now, want, "{protocol}: {}", upstream.log());
         assert!(
-            now >= before + sent as f64,
-            "{protocol}: {}",
-            upstream.log()
+            !upstream
+                .metrics()
+                .contains("faultline_forward_failed_spans_total{"),
+            "{protocol}: nothing given up: {}",
+            upstream.metrics()
         );
         assert!(
             upstream
