@@ -334,10 +334,18 @@ impl Capture {
         let raw = Cursor::new(head).chain(raw);
         if gzip {
             let decoded = flate2::bufread::MultiGzDecoder::new(raw);
-            self.read_decoded(input, BufReader::with_capacity(READ_BUFFER, decoded), format)
+            self.read_decoded(
+                input,
+                BufReader::with_capacity(READ_BUFFER, decoded),
+                format,
+            )
         } else if zstd {
             let decoded = zstd::ZstdFrames::new(raw);
-            self.read_decoded(input, BufReader::with_capacity(READ_BUFFER, decoded), format)
+            self.read_decoded(
+                input,
+                BufReader::with_capacity(READ_BUFFER, decoded),
+                format,
+            )
         } else {
             self.read_decoded(input, raw, format)
         }
@@ -383,7 +391,11 @@ impl Capture {
     /// request starting `\n{` (it decodes as protobuf or not), so it is read whole, up to
     /// the record limit: an input larger than that cannot be one raw request, and its
     /// JSON lines are read on from what is already in memory.
-    fn add_newline_brace(&mut self, input: &str, mut stream: impl BufRead) -> Result<(), InputError> {
+    fn add_newline_brace(
+        &mut self,
+        input: &str,
+        mut stream: impl BufRead,
+    ) -> Result<(), InputError> {
         let mut content = Vec::new();
         (&mut stream)
             .take(self.max_record as u64 + 1)
@@ -785,7 +797,10 @@ pub fn run(
             let name = file.display().to_string();
             match std::fs::File::open(file) {
                 Ok(f) => capture.read(&name, f, args.format),
-                Err(source) => Err(InputError::Read { input: name, source }),
+                Err(source) => Err(InputError::Read {
+                    input: name,
+                    source,
+                }),
             }
         };
         if let Err(e) = added {
@@ -1091,6 +1106,138 @@ mod tests {
         enc.finish().unwrap()
     }
 
+    /// One zstd frame (compressed blocks and a checksum), by `ruzstd`'s encoder.
+    fn zstd_frame(b: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    /// A zstd stream whose frames end every `every` bytes of content, wherever that
+    /// falls, as the file exporter's native compression leaves them at each flush.
+    fn zstd_frames(b: &[u8], every: usize) -> Vec<u8> {
+        b.chunks(every).flat_map(zstd_frame).collect()
+    }
+
+    /// The file exporter's layout before its native compression: each record compressed
+    /// on its own (one frame), then length-prefixed.
+    fn compressed_records(payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            let frame = zstd_frame(&p);
+            out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            out.extend_from_slice(&frame);
+        }
+        out
+    }
+
+    /// Every layout the Collector's file exporter writes (and the others read), each
+    /// holding `reqs`; `--format` to give, if any.
+    fn layouts(reqs: &[ExportTraceServiceRequest]) -> Vec<(&'static str, Vec<u8>, &'static str)> {
+        let merged = ExportTraceServiceRequest {
+            resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
+        };
+        // One request in one file, pretty-printed, to check the whole-document reading.
+        let pretty = serde_json::to_string_pretty(&merged).unwrap().into_bytes();
+        let lines = json_lines(reqs);
+        let framed = length_prefixed(reqs);
+        let json_records = || reqs.iter().map(|r| serde_json::to_vec(r).unwrap());
+        let proto_records = || reqs.iter().map(|r| r.encode_to_vec());
+        vec![
+            ("JSON lines", lines.clone(), "auto"),
+            ("length-prefixed protobuf", framed.clone(), "auto"),
+            ("raw protobuf", merged.encode_to_vec(), "auto"),
+            ("pretty-printed JSON", pretty.clone(), "auto"),
+            ("gzipped JSON lines", gzip(&lines), "auto"),
+            ("gzipped length-prefixed protobuf", gzip(&framed), "auto"),
+            // Native compression, rotating: a frame per write, the newline its own.
+            (
+                "zstd JSON lines, a frame per write",
+                lines
+                    .split_inclusive(|&b| b == b'\n')
+                    .flat_map(|l| [zstd_frame(&l[..l.len() - 1]), zstd_frame(b"\n")])
+                    .flatten()
+                    .collect(),
+                "auto",
+            ),
+            // Native compression, not rotating: frames end at each flush, mid-record.
+            (
+                "zstd JSON lines, frames cut anywhere",
+                zstd_frames(&lines, 1000),
+                "auto",
+            ),
+            (
+                "zstd length-prefixed protobuf, frames cut anywhere",
+                zstd_frames(&framed, 777),
+                "auto",
+            ),
+            (
+                "zstd length-prefixed protobuf, one frame",
+                zstd_frame(&framed),
+                "auto",
+            ),
+            (
+                "zstd stream after a skippable frame, with an empty frame",
+                [
+                    super::zstd::tests::skippable_frame(b"index"),
+                    zstd_frames(&lines, 4096),
+                    super::zstd::tests::raw_frame(b"", true),
+                ]
+                .concat(),
+                "auto",
+            ),
+            (
+                "zstd pretty-printed JSON",
+                zstd_frames(&pretty, 500),
+                "auto",
+            ),
+            // Before native compression: each record a zstd frame, length-prefixed.
+            (
+                "zstd JSON records",
+                compressed_records(json_records()),
+                "auto",
+            ),
+            (
+                "zstd JSON records, --format json",
+                compressed_records(json_records()),
+                "json",
+            ),
+            (
+                "zstd protobuf records",
+                compressed_records(proto_records()),
+                "auto",
+            ),
+            (
+                "zstd protobuf records, --format proto",
+                compressed_records(proto_records()),
+                "proto",
+            ),
+        ]
+    }
+
+    /// The verdicts of `Capture::read` over `content`, handed over `chunk` bytes a read,
+    /// as the API serialises them.
+    fn trickled(content: &[u8], chunk: usize, format: InputFormat) -> Vec<Value> {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let cfg = AnalysisConfig::default();
+        let mut capture = Capture::new(&cfg);
+        capture
+            .read("trickle", Trickle(content, chunk), format)
+            .unwrap();
+        capture
+            .analyze(&cfg)
+            .verdicts
+            .iter()
+            .map(|v| serde_json::to_value(&**v).unwrap())
+            .collect()
+    }
+
     /// Runs the command on `inputs` (file contents; `-` reads `stdin`) and returns
     /// (exit status, stdout, stderr).
     fn analyze(inputs: &[&[u8]], stdin: &[u8], extra: &[&str]) -> (ExitCode, String, String) {
@@ -1132,26 +1279,21 @@ mod tests {
         assert_eq!(code, ExitCode::SUCCESS, "{err}");
         let expected = verdict_lines(&lines);
         assert!(expected.len() >= 3, "{lines}\n{err}");
-        let pretty: Vec<u8> = {
-            // One request per file, pretty-printed, to check the whole-document reading.
-            let merged = ExportTraceServiceRequest {
-                resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
-            };
-            serde_json::to_string_pretty(&merged).unwrap().into_bytes()
-        };
-        let raw = ExportTraceServiceRequest {
-            resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
-        }
-        .encode_to_vec();
-        for (what, content) in [
-            ("length-prefixed protobuf", length_prefixed(&reqs)),
-            ("raw protobuf", raw),
-            ("pretty-printed JSON", pretty),
-            ("gzipped JSON lines", gzip(&json_lines(&reqs))),
-        ] {
-            let (code, out, err) = analyze(&[&content], b"", &["--output", "json"]);
+        for (what, content, format) in layouts(&reqs) {
+            let (code, out, err) =
+                analyze(&[&content], b"", &["--output", "json", "--format", format]);
             assert_eq!(code, ExitCode::SUCCESS, "{what}: {err}");
             assert_eq!(verdict_lines(&out), expected, "{what}");
+            // Read as it streams in, in reads of any size, a byte at a time included:
+            // the layout is told from the same first bytes, the records are the same.
+            let format = InputFormat::from_str(format, true).unwrap();
+            for chunk in [1, 4093] {
+                assert_eq!(
+                    trickled(&content, chunk, format),
+                    expected,
+                    "{what}, {chunk} bytes a read"
+                );
+            }
         }
         // Spread over two inputs, one of them standard input, in the other order.
         let (code, out, err) = analyze(
@@ -1161,6 +1303,134 @@ mod tests {
         );
         assert_eq!(code, ExitCode::SUCCESS, "{err}");
         assert_eq!(verdict_lines(&out), expected, "split inputs");
+    }
+
+    #[test]
+    fn records_are_taken_as_they_are_read_not_after_the_whole_input() {
+        /// The content, then a read error: what a reader that took the whole input
+        /// first would fail on before it decoded anything.
+        struct ThenFail<'a>(&'a [u8]);
+        impl Read for ThenFail<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("the disk went away"));
+                }
+                let n = self.0.len().min(buf.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let reqs = requests();
+        let cfg = AnalysisConfig::default();
+        for (what, content, format) in layouts(&reqs) {
+            let mut capture = Capture::new(&cfg);
+            let format = InputFormat::from_str(format, true).unwrap();
+            let err = capture
+                .read("capture", ThenFail(&content), format)
+                .unwrap_err();
+            assert!(
+                matches!(&err, InputError::Read { input, .. } if input == "capture"),
+                "{what}: {err}"
+            );
+            assert!(err.to_string().contains("the disk went away"), "{err}");
+            // Records arrive whole: one that is not all in memory yet is not counted.
+            let whole = what.contains("pretty") || what.contains("raw");
+            let expected = if whole { 0 } else { reqs.len() };
+            assert_eq!(capture.stats().requests, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_with_an_error_naming_the_file() {
+        use super::zstd::tests::rle_frame;
+        let limit = ["--max-record-size", "1MiB"];
+        // 8 GiB of `{` from 256 KiB of zstd: taking it in would exhaust memory (and
+        // this test would not end); reading stops past the limit.
+        let bomb = rle_frame(b'{', 8 << 30);
+        assert!(bomb.len() < 300 << 10);
+        let (code, out, err) = analyze(&[&bomb], b"", &limit);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains("capture-0: line 1: the line exceeds --max-record-size (1048576 bytes)"),
+            "{err}"
+        );
+        assert!(err.contains("decompression bomb"), "{err}");
+
+        // The same inside a length-prefixed record.
+        let record = [&(bomb.len() as u32).to_be_bytes()[..], &bomb].concat();
+        let (code, _, err) = analyze(&[&record], b"", &limit);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(
+            err.contains("capture-0: byte offset 4: the zstd-compressed record, decompressed, exceeds --max-record-size"),
+            "{err}"
+        );
+
+        // A gzip bomb, a length prefix beyond the limit, a pretty-printed document over it.
+        let (_, _, err) = analyze(&[&gzip(&vec![b'{'; 4 << 20])], b"", &limit);
+        assert!(err.contains("capture-0: line 1: the line exceeds"), "{err}");
+        let (_, _, err) = analyze(&[&[0xff, 0xff, 0xff, 0xf0, 0x0a]], b"", &limit);
+        assert!(
+            err.contains("capture-0: byte offset 0: a record of 4294967280 bytes (by its length prefix) exceeds"),
+            "{err}"
+        );
+        let document = format!("{{\n{}\n", " \n".repeat(1 << 20));
+        let (_, _, err) = analyze(&[document.as_bytes()], b"", &limit);
+        assert!(
+            err.contains("line 1: the input, read as one JSON document, exceeds"),
+            "{err}"
+        );
+
+        // The default limit holds too, and a small capture is well within it.
+        let (code, _, err) = analyze(&[&rle_frame(b'{', 300 << 20)], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(err.contains("(268435456 bytes)"), "{err}");
+        let (code, _, err) = analyze(&[&zstd_frame(&json_lines(&requests()))], b"", &limit);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_zstd_capture_names_the_file() {
+        let reqs = requests();
+        let lines = json_lines(&reqs);
+        let stream = zstd_frames(&lines, 2000);
+        let first_frame = zstd_frame(&lines[..2000]).len();
+        // Cut inside the second frame: the file exporter still writing it, or a copy cut short.
+        let (code, out, err) = analyze(&[&stream[..first_frame + 20]], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(out.is_empty());
+        assert!(err.contains("capture-0: cannot read: zstd: the input ends inside the frame at compressed offset"), "{err}");
+        assert!(err.contains("truncated"), "{err}");
+
+        // A flipped byte in a frame.
+        let mut corrupt = stream.clone();
+        corrupt[first_frame + 30] ^= 0x55;
+        let (code, _, err) = analyze(&[&corrupt], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(
+            err.contains("capture-0: cannot read: zstd: the frame at compressed offset"),
+            "{err}"
+        );
+
+        // A record whose frame is cut short (its length prefix says so).
+        let frame = zstd_frame(&reqs[0].encode_to_vec());
+        let cut = &frame[..frame.len() - 6];
+        let record = [&(cut.len() as u32).to_be_bytes()[..], cut].concat();
+        let (code, _, err) = analyze(&[&record], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(
+            err.contains("capture-0: byte offset 4: not a zstd-compressed OTLP trace request: zstd: the input ends inside the frame"),
+            "{err}"
+        );
+        // A record whose frame holds no OTLP request.
+        let junk = zstd_frame(b"{\"resourceSpans\": 7}");
+        let record = [&(junk.len() as u32).to_be_bytes()[..], &junk].concat();
+        let (_, _, err) = analyze(&[&record], b"", &[]);
+        assert!(
+            err.contains("capture-0: byte offset 4: not a zstd-compressed OTLP trace request: OTLP/JSON: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]

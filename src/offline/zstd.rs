@@ -81,9 +81,9 @@ impl<R: BufRead> ZstdFrames<R> {
                         return Err(self.truncated());
                     }
                 }
-                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::BadMagicNumber(
-                    magic,
-                ))) => {
+                Err(FrameDecoderError::ReadFrameHeaderError(
+                    ReadFrameHeaderError::BadMagicNumber(magic),
+                )) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
