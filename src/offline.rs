@@ -5,8 +5,17 @@
 //! a line; with `format: proto`, each encoded request preceded by its length as a 4-byte
 //! big-endian unsigned integer (`exportMessageAsBuffer` in its `file_writer.go`). A file
 //! holding one (pretty-printed) JSON request or one raw protobuf request is accepted too,
-//! gzip-compressed or not, and `-` is standard input. The format is told from the content
-//! (or forced with `--format`).
+//! and `-` is standard input. Any of them may be gzip- or zstd-compressed; zstd in every
+//! layout the file exporter writes with `compression: zstd` (its `compression_writer.go`
+//! and, before the `exporter.file.nativeCompression` feature gate, `marshaller.go`): one
+//! stream over the file, of a frame per flush or, when rotating, per write; or each
+//! length-prefixed record a frame of its own, JSON or protobuf ([`zstd`]). The format is
+//! told from the content (or forced with `--format`), never from the file name.
+//!
+//! Inputs stream: a gzip or zstd decoder when the first bytes say so, then a JSON line or
+//! a length-prefixed record at a time, so memory holds the spans, not the input. One JSON
+//! document or raw protobuf request is one record, read whole. `--max-record-size` bounds
+//! a record after decompression (a decompression bomb stops with an error naming the file).
 //!
 //! Everything after reading is the service's own path, so a capture gets the verdicts the
 //! running service gives for the same spans: JSON through [`json_to_protobuf`], every
@@ -64,6 +73,11 @@ GET /api/v1/verdicts/{trace_id} returns it; with `--group-by fingerprint`, one \
 {\"fingerprints\": [...]} object as GET /api/v1/fingerprints returns it. `analyzed_at` is \
 the end of the trace's last span, so a capture always gives the same output. Counts and \
 warnings (spans skipped for invalid ids) go to standard error.
+
+Inputs: OTLP/JSON lines, length-prefixed or raw OTLP/protobuf, told apart by their \
+content; gzip- or zstd-compressed or not (zstd as the Collector's file exporter writes \
+it with `compression: zstd`, whole-file streams and per-record frames alike). They are \
+read a record at a time; `--max-record-size` bounds one record after decompression.
 
 Exit status: 0 when every input was read (with or without verdicts); 1 when an input \
 cannot be read or decoded (the message names the file and the line, or the byte offset \
@@ -1284,10 +1298,11 @@ mod tests {
                 analyze(&[&content], b"", &["--output", "json", "--format", format]);
             assert_eq!(code, ExitCode::SUCCESS, "{what}: {err}");
             assert_eq!(verdict_lines(&out), expected, "{what}");
-            // Read as it streams in, in reads of any size, a byte at a time included:
-            // the layout is told from the same first bytes, the records are the same.
+            // Read as it streams in, in reads of any size, shorter than a magic number
+            // plus a length prefix included: the layout is told from the same first
+            // bytes, the records are the same.
             let format = InputFormat::from_str(format, true).unwrap();
-            for chunk in [1, 4093] {
+            for chunk in [3, 4093] {
                 assert_eq!(
                     trickled(&content, chunk, format),
                     expected,
