@@ -9,8 +9,8 @@
 //! layout the file exporter writes with `compression: zstd` (its `compression_writer.go`
 //! and, before the `exporter.file.nativeCompression` feature gate, `marshaller.go`): one
 //! stream over the file, of a frame per flush or, when rotating, per write; or each
-//! length-prefixed record a frame of its own, JSON or protobuf ([`zstd`]). The format is
-//! told from the content (or forced with `--format`), never from the file name.
+//! length-prefixed record a frame of its own, JSON or protobuf (`offline/zstd.rs`). The
+//! format is told from the content (or forced with `--format`), never from the file name.
 //!
 //! Inputs stream: a gzip or zstd decoder when the first bytes say so, then a JSON line or
 //! a length-prefixed record at a time, so memory holds the spans, not the input. One JSON
