@@ -412,7 +412,7 @@ impl Capture {
     ) -> Result<(), InputError> {
         let mut content = Vec::new();
         (&mut stream)
-            .take(self.max_record as u64 + 1)
+            .take(self.past_limit())
             .read_to_end(&mut content)
             .map_err(read_error(input))?;
         if content.len() > self.max_record {
@@ -434,7 +434,7 @@ impl Capture {
         loop {
             raw.clear();
             (&mut stream)
-                .take(self.max_record as u64 + 1)
+                .take(self.past_limit())
                 .read_until(b'\n', &mut raw)
                 .map_err(read_error(input))?;
             if raw.is_empty() {
@@ -482,9 +482,9 @@ impl Capture {
         // never on them: they are kept as bare newlines.
         let mut whole = vec![b'\n'; blank_lines];
         whole.extend_from_slice(&first_line);
-        let room = self.max_record + 1 - whole.len();
+        let room = self.past_limit() - whole.len() as u64;
         stream
-            .take(room as u64)
+            .take(room)
             .read_to_end(&mut whole)
             .map_err(read_error(input))?;
         if whole.len() > self.max_record {
@@ -510,7 +510,7 @@ impl Capture {
             Some(0x0a) => {
                 let mut content = Vec::new();
                 stream
-                    .take(self.max_record as u64 + 1)
+                    .take(self.past_limit())
                     .read_to_end(&mut content)
                     .map_err(read_error(input))?;
                 if content.len() > self.max_record {
@@ -597,7 +597,7 @@ impl Capture {
         };
         let mut content = Vec::new();
         zstd::ZstdFrames::new(payload)
-            .take(self.max_record as u64 + 1)
+            .take(self.past_limit())
             .read_to_end(&mut content)
             .map_err(|e| fail(e.to_string()))?;
         if content.len() > self.max_record {
@@ -615,6 +615,11 @@ impl Capture {
             content
         };
         self.add_encoded(input, Bytes::from(encoded), Position::Record(offset))
+    }
+
+    /// One byte past the record limit: what to read to tell a record over the limit.
+    fn past_limit(&self) -> u64 {
+        (self.max_record as u64).saturating_add(1)
     }
 
     fn too_large(&self, input: &str, at: String, what: &str) -> InputError {
