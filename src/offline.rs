@@ -5,8 +5,17 @@
 //! a line; with `format: proto`, each encoded request preceded by its length as a 4-byte
 //! big-endian unsigned integer (`exportMessageAsBuffer` in its `file_writer.go`). A file
 //! holding one (pretty-printed) JSON request or one raw protobuf request is accepted too,
-//! gzip-compressed or not, and `-` is standard input. The format is told from the content
-//! (or forced with `--format`).
+//! and `-` is standard input. Any of them may be gzip- or zstd-compressed; zstd in every
+//! layout the file exporter writes with `compression: zstd` (its `compression_writer.go`
+//! and, before the `exporter.file.nativeCompression` feature gate, `marshaller.go`): one
+//! stream over the file, of a frame per flush or, when rotating, per write; or each
+//! length-prefixed record a frame of its own, JSON or protobuf (`offline/zstd.rs`). The
+//! format is told from the content (or forced with `--format`), never from the file name.
+//!
+//! Inputs stream: a gzip or zstd decoder when the first bytes say so, then a JSON line or
+//! a length-prefixed record at a time, so memory holds the spans, not the input. One JSON
+//! document or raw protobuf request is one record, read whole. `--max-record-size` bounds
+//! a record after decompression (a decompression bomb stops with an error naming the file).
 //!
 //! Everything after reading is the service's own path, so a capture gets the verdicts the
 //! running service gives for the same spans: JSON through [`json_to_protobuf`], every
@@ -24,7 +33,7 @@
 //! before anything is printed.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,10 +52,19 @@ use crate::model::{Trace, TraceId};
 use crate::store::fingerprints::FingerprintSummary;
 use crate::store::VerdictStore;
 
+mod zstd;
+
 /// Exit status when an input cannot be read or decoded.
 pub const EXIT_UNREADABLE: u8 = 1;
 /// Exit status for a bad option value (clap uses it for usage errors too).
 pub const EXIT_USAGE: u8 = 2;
+
+/// Default of `--max-record-size`: far above any request a Collector exports (its
+/// receivers take 4 MiB by default, as the service does), far below a machine's memory.
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 256 * 1024 * 1024;
+
+/// Buffer size of the readers between the file, the decompressor and the records.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// The end of `faultline analyze --help`.
 pub const AFTER_HELP: &str = "\
@@ -56,6 +74,11 @@ GET /api/v1/verdicts/{trace_id} returns it; with `--group-by fingerprint`, one \
 the end of the trace's last span, so a capture always gives the same output. Counts and \
 warnings (spans skipped for invalid ids) go to standard error.
 
+Inputs: OTLP/JSON lines, length-prefixed or raw OTLP/protobuf, told apart by their \
+content; gzip- or zstd-compressed or not (zstd as the Collector's file exporter writes \
+it with `compression: zstd`, whole-file streams and per-record frames alike). They are \
+read a record at a time; `--max-record-size` bounds one record after decompression.
+
 Exit status: 0 when every input was read (with or without verdicts); 1 when an input \
 cannot be read or decoded (the message names the file and the line, or the byte offset \
 for protobuf); 2 for a bad option.";
@@ -64,7 +87,8 @@ for protobuf); 2 for a bad option.";
 #[derive(Debug, Clone, Args)]
 pub struct AnalyzeArgs {
     /// Captured traces: OTLP/JSON lines or OTLP/protobuf (length-prefixed as the
-    /// Collector's file exporter writes them, or one raw request), optionally gzipped;
+    /// Collector's file exporter writes them, or one raw request), optionally gzip- or
+    /// zstd-compressed (the file exporter's `compression: zstd`, in any of its layouts);
     /// `-` reads standard input.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
@@ -102,6 +126,25 @@ pub struct AnalyzeArgs {
         value_delimiter = ','
     )]
     pub tenant_attribute: Vec<String>,
+
+    /// Largest record read, after decompression: a JSON line, a length-prefixed
+    /// message, or a whole JSON document or raw protobuf request. Inputs are read a
+    /// record at a time, so this bounds the memory reading takes (against decompression
+    /// bombs, and files that are not captures).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_record_size: usize,
+}
+
+/// `--max-record-size`: `256MiB`, `64MB`, `1048576`.
+fn parse_size(raw: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = raw
+        .parse()
+        .map_err(|e| format!("{e}; expected a size like 256MiB"))?;
+    match usize::try_from(size.as_u64()) {
+        Ok(0) => Err("must be greater than zero".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("too large".into()),
+    }
 }
 
 /// How an input is encoded.
@@ -164,6 +207,32 @@ pub enum InputError {
         /// The decoder's complaint.
         message: String,
     },
+    /// A length-prefixed record whose zstd-compressed payload does not decompress, or
+    /// does not decode once decompressed.
+    #[error("{input}: byte offset {offset}: not a zstd-compressed OTLP trace request: {message}")]
+    CompressedRecord {
+        /// The file.
+        input: String,
+        /// Offset of the record's payload in the (decompressed) input.
+        offset: usize,
+        /// The decompressor's or the decoder's complaint.
+        message: String,
+    },
+    /// A record (a JSON line, a length-prefixed message, a whole JSON document or raw
+    /// protobuf request) larger than `--max-record-size` after decompression.
+    #[error(
+        "{input}: {at}: {what} exceeds --max-record-size ({limit} bytes): a decompression bomb, or not a capture?"
+    )]
+    TooLarge {
+        /// The file.
+        input: String,
+        /// `line N` or `byte offset N` in the decompressed input.
+        at: String,
+        /// What is too large.
+        what: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 /// Where a request was read from, for error messages.
@@ -171,6 +240,8 @@ pub enum InputError {
 enum Position {
     Line(usize),
     Offset(usize),
+    /// A zstd-compressed length-prefixed record, by the offset of its payload.
+    Record(usize),
 }
 
 /// The spans of one trace, as the service's buffer holds them.
@@ -198,6 +269,7 @@ pub struct Capture {
     rule: EntryRule,
     traces: HashMap<TraceId, TraceSpans>,
     stats: ReadStats,
+    max_record: usize,
 }
 
 /// The outcome of analysing a capture.
@@ -221,7 +293,17 @@ impl Capture {
             },
             traces: HashMap::new(),
             stats: ReadStats::default(),
+            max_record: DEFAULT_MAX_RECORD_SIZE,
         }
+    }
+
+    /// Sets the largest record read, after decompression (default
+    /// [`DEFAULT_MAX_RECORD_SIZE`]): a JSON line, a length-prefixed message, or a whole
+    /// JSON document or raw protobuf request. Reading streams, so this, not the size of
+    /// an input, bounds the memory that reading takes (beyond the spans).
+    pub fn with_max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record = bytes;
+        self
     }
 
     /// What was read so far.
@@ -229,128 +311,324 @@ impl Capture {
         &self.stats
     }
 
-    /// Adds one input's content (gzip-compressed or not), named `input` in errors.
+    /// Adds one input's content, named `input` in errors: [`Capture::read`] over bytes
+    /// already in memory.
     ///
     /// # Errors
-    /// [`InputError`] naming the line or byte offset that does not decode; spans added
-    /// from earlier requests of the input stay.
+    /// As [`Capture::read`].
     pub fn add(
         &mut self,
         input: &str,
         content: Vec<u8>,
         format: InputFormat,
     ) -> Result<(), InputError> {
-        let content = if content.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&content[..])
-                .read_to_end(&mut out)
-                .map_err(|source| InputError::Read {
-                    input: input.to_string(),
-                    source,
-                })?;
-            out
+        self.read(input, &content[..], format)
+    }
+
+    /// Reads one input, named `input` in errors, record by record: through a gzip or
+    /// zstd decoder when its first bytes say it is compressed, then OTLP/JSON lines a
+    /// line at a time and length-prefixed protobuf a message at a time, so memory holds
+    /// the spans and one record, not the input. A single (pretty-printed) JSON request
+    /// and a raw protobuf request are read whole: they are one record.
+    ///
+    /// # Errors
+    /// [`InputError`] naming the line or byte offset that does not decode, or the record
+    /// larger than the limit ([`Capture::with_max_record_size`]); spans added from
+    /// earlier requests of the input stay.
+    pub fn read(
+        &mut self,
+        input: &str,
+        reader: impl Read,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
+        let mut raw = BufReader::with_capacity(READ_BUFFER, reader);
+        let head = look_ahead(&mut raw, 4, |h| h.len() >= 4).map_err(read_error(input))?;
+        let gzip = head.starts_with(&[0x1f, 0x8b]);
+        let zstd = zstd::starts_a_stream(&head);
+        let raw = Cursor::new(head).chain(raw);
+        if gzip {
+            let decoded = flate2::bufread::MultiGzDecoder::new(raw);
+            self.read_decoded(
+                input,
+                BufReader::with_capacity(READ_BUFFER, decoded),
+                format,
+            )
+        } else if zstd {
+            let decoded = zstd::ZstdFrames::new(raw);
+            self.read_decoded(
+                input,
+                BufReader::with_capacity(READ_BUFFER, decoded),
+                format,
+            )
         } else {
-            content
-        };
-        let json = match format {
-            InputFormat::Json => true,
-            InputFormat::Proto => false,
-            InputFormat::Auto => looks_like_json(&content),
-        };
-        if json {
-            self.add_json(input, &content)
-        } else {
-            self.add_protobuf(input, Bytes::from(content))
+            self.read_decoded(input, raw, format)
         }
     }
 
-    /// OTLP/JSON lines; when the first request does not fit on its line, the whole input
-    /// as one (pretty-printed) request.
-    fn add_json(&mut self, input: &str, content: &[u8]) -> Result<(), InputError> {
-        let json_error = |line: usize, e: serde_json::Error| {
-            // serde_json appends "at line L column C"; the position is reported in the
-            // file's terms instead.
-            let text = e.to_string();
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            InputError::Json {
-                input: input.to_string(),
-                line: line + e.line().saturating_sub(1),
-                column: e.column(),
-                message: text.strip_suffix(&suffix).unwrap_or(&text).to_string(),
+    /// The decompressed input: its layout told from its first bytes.
+    fn read_decoded(
+        &mut self,
+        input: &str,
+        mut stream: impl BufRead,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
+        // Enough to tell the layouts apart: the first byte that is not blank, and 8 bytes
+        // (a length prefix followed by the magic number of a zstd frame).
+        let head = look_ahead(&mut stream, self.max_record, |h| {
+            h.len() >= 8 && h.iter().any(|b| !b.is_ascii_whitespace())
+        })
+        .map_err(read_error(input))?;
+        // Before its native compression (feature gate `exporter.file.nativeCompression`),
+        // the Collector's file exporter compressed each record on its own and
+        // length-prefixed it, JSON and protobuf alike: a length, then a zstd frame.
+        let compressed_records = head.len() >= 8 && head[4..8] == zstd::FRAME_MAGIC;
+        let first = head.iter().copied().find(|b| !b.is_ascii_whitespace());
+        // A newline then `{`: JSON lines after a blank line, or a raw protobuf request
+        // whose first ResourceSpans is 123 bytes long (tag 0x0a, length 0x7b).
+        let ambiguous = head.first() == Some(&0x0a) && first == Some(b'{');
+        let stream = Cursor::new(head).chain(stream);
+        if compressed_records {
+            return self.add_length_prefixed(input, stream, format);
+        }
+        match format {
+            InputFormat::Json => self.add_json_lines(input, stream),
+            InputFormat::Proto => self.add_protobuf(input, stream, format),
+            InputFormat::Auto if ambiguous => self.add_newline_brace(input, stream),
+            InputFormat::Auto if first.is_none_or(|b| b == b'{') => {
+                self.add_json_lines(input, stream)
             }
-        };
+            InputFormat::Auto => self.add_protobuf(input, stream, format),
+        }
+    }
+
+    /// Only the whole input tells JSON lines after a blank line from a raw protobuf
+    /// request starting `\n{` (it decodes as protobuf or not), so it is read whole, up to
+    /// the record limit: an input larger than that cannot be one raw request, and its
+    /// JSON lines are read on from what is already in memory.
+    fn add_newline_brace(
+        &mut self,
+        input: &str,
+        mut stream: impl BufRead,
+    ) -> Result<(), InputError> {
+        let mut content = Vec::new();
+        (&mut stream)
+            .take(self.past_limit())
+            .read_to_end(&mut content)
+            .map_err(read_error(input))?;
+        if content.len() > self.max_record {
+            return self.add_json_lines(input, Cursor::new(content).chain(stream));
+        }
+        if looks_like_json(&content) {
+            self.add_json_lines(input, &content[..])
+        } else {
+            self.add_encoded(input, Bytes::from(content), Position::Offset(0))
+        }
+    }
+
+    /// OTLP/JSON lines, a line at a time; when the first request does not fit on its
+    /// line, the whole input as one (pretty-printed) request.
+    fn add_json_lines(&mut self, input: &str, mut stream: impl BufRead) -> Result<(), InputError> {
+        let mut raw = Vec::new();
+        let mut line = 0;
         let mut first = true;
-        for (index, raw) in content.split(|&b| b == b'\n').enumerate() {
-            let line = index + 1;
+        loop {
+            raw.clear();
+            (&mut stream)
+                .take(self.past_limit())
+                .read_until(b'\n', &mut raw)
+                .map_err(read_error(input))?;
+            if raw.is_empty() {
+                return Ok(());
+            }
+            line += 1;
+            if raw.len() > self.max_record && raw.last() != Some(&b'\n') {
+                return Err(self.too_large(input, format!("line {line}"), "the line"));
+            }
             let text = raw.trim_ascii();
             if text.is_empty() {
                 continue;
             }
             match json_to_protobuf(text) {
                 Ok(encoded) => {
-                    self.add_encoded(input, Bytes::from(encoded), Position::Line(line))?
+                    self.add_encoded(input, Bytes::from(encoded), Position::Line(line))?;
+                    first = false;
                 }
-                Err(e) if first => {
-                    return match json_to_protobuf(content) {
-                        Ok(encoded) => {
-                            self.add_encoded(input, Bytes::from(encoded), Position::Line(1))
-                        }
-                        // The first line ended mid-value: the input is one document,
-                        // and its own error has the right line.
-                        Err(whole) if e.is_eof() => Err(json_error(1, whole)),
-                        Err(_) => Err(json_error(line, e)),
-                    };
+                // The first request ended mid-value: the input is one document, and its
+                // own error has the right line. (An error before the end of the line is
+                // at the same place in the whole document, which then fails there too.)
+                Err(e) if first && e.is_eof() => {
+                    let raw = std::mem::take(&mut raw);
+                    return self.add_json_document(input, line - 1, raw, stream);
                 }
-                Err(e) => return Err(json_error(line, e)),
+                Err(e) => return Err(json_error(input, line, e)),
             }
-            first = false;
         }
-        Ok(())
+    }
+
+    /// The whole input as one JSON request: `blank_lines` blank lines (read already),
+    /// then `first_line` (read already), then the rest of `stream`.
+    fn add_json_document(
+        &mut self,
+        input: &str,
+        blank_lines: usize,
+        first_line: Vec<u8>,
+        stream: impl Read,
+    ) -> Result<(), InputError> {
+        let document = "the input, read as one JSON document,";
+        if blank_lines + first_line.len() > self.max_record {
+            return Err(self.too_large(input, "line 1".into(), document));
+        }
+        // Blank lines only count for the line numbers of serde_json's errors, which are
+        // never on them: they are kept as bare newlines.
+        let mut whole = vec![b'\n'; blank_lines];
+        whole.extend_from_slice(&first_line);
+        let room = self.past_limit() - whole.len() as u64;
+        stream
+            .take(room)
+            .read_to_end(&mut whole)
+            .map_err(read_error(input))?;
+        if whole.len() > self.max_record {
+            return Err(self.too_large(input, "line 1".into(), document));
+        }
+        match json_to_protobuf(&whole) {
+            Ok(encoded) => self.add_encoded(input, Bytes::from(encoded), Position::Line(1)),
+            Err(e) => Err(json_error(input, 1, e)),
+        }
     }
 
     /// Length-prefixed requests (the Collector's `format: proto`), or one raw request.
     /// A non-empty raw request starts with the tag of field 1 (`0x0a`); a length prefix
     /// starts with `0x00` for any message under 16 MiB, so the first byte tells them apart.
-    fn add_protobuf(&mut self, input: &str, content: Bytes) -> Result<(), InputError> {
-        if content.is_empty() {
-            return Ok(());
+    fn add_protobuf(
+        &mut self,
+        input: &str,
+        mut stream: impl BufRead,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
+        match stream.fill_buf().map_err(read_error(input))?.first() {
+            None => Ok(()),
+            Some(0x0a) => {
+                let mut content = Vec::new();
+                stream
+                    .take(self.past_limit())
+                    .read_to_end(&mut content)
+                    .map_err(read_error(input))?;
+                if content.len() > self.max_record {
+                    let what = "the raw protobuf request";
+                    return Err(self.too_large(input, "byte offset 0".into(), what));
+                }
+                self.add_encoded(input, Bytes::from(content), Position::Offset(0))
+            }
+            Some(_) => self.add_length_prefixed(input, stream, format),
         }
-        if content[0] == 0x0a {
-            return self.add_encoded(input, content, Position::Offset(0));
-        }
+    }
+
+    /// Records each preceded by its length as a 4-byte big-endian integer
+    /// (`exportMessageAsBuffer` in the file exporter's `file_writer.go`), a record at a
+    /// time. A record that is a zstd stream is decompressed: the file exporter's layout
+    /// before its native compression, where each record is a zstd frame of protobuf or
+    /// JSON (`format` tells which, or `auto` by its content).
+    fn add_length_prefixed(
+        &mut self,
+        input: &str,
+        mut stream: impl BufRead,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
         let mut offset = 0;
-        while offset < content.len() {
-            let Some(prefix) = content.get(offset..offset + 4) else {
-                return Err(InputError::Protobuf {
-                    input: input.to_string(),
-                    offset,
-                    message: format!(
-                        "{} trailing bytes are too short for a 4-byte length prefix (truncated capture?)",
-                        content.len() - offset
-                    ),
-                });
-            };
-            // Four bytes by the slice above.
-            let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let mut prefix = [0; 4];
+        loop {
+            let got = read_up_to(&mut stream, &mut prefix).map_err(read_error(input))?;
+            match got {
+                0 => return Ok(()),
+                1..=3 => {
+                    return Err(InputError::Protobuf {
+                        input: input.to_string(),
+                        offset,
+                        message: format!(
+                            "{got} trailing bytes are too short for a 4-byte length prefix (truncated capture?)"
+                        ),
+                    })
+                }
+                _ => {}
+            }
+            let len = u32::from_be_bytes(prefix) as usize;
             let start = offset + 4;
-            if content.len() - start < len {
+            if len > self.max_record {
+                let what = format!("a record of {len} bytes (by its length prefix)");
+                return Err(self.too_large(input, format!("byte offset {offset}"), &what));
+            }
+            // Grown as the bytes arrive, so that a wrong prefix costs no big allocation.
+            let mut payload = Vec::with_capacity(len.min(READ_BUFFER));
+            (&mut stream)
+                .take(len as u64)
+                .read_to_end(&mut payload)
+                .map_err(read_error(input))?;
+            if payload.len() < len {
                 return Err(InputError::Protobuf {
                     input: input.to_string(),
                     offset,
                     message: format!(
                         "the length prefix announces {len} bytes but only {} follow (truncated capture, or not length-prefixed)",
-                        content.len() - start
+                        payload.len()
                     ),
                 });
             }
-            self.add_encoded(
-                input,
-                content.slice(start..start + len),
-                Position::Offset(start),
-            )?;
+            if zstd::starts_a_stream(&payload) {
+                self.add_compressed_record(input, &payload, start, format)?;
+            } else {
+                self.add_encoded(input, Bytes::from(payload), Position::Offset(start))?;
+            }
             offset = start + len;
         }
-        Ok(())
+    }
+
+    /// One zstd-compressed record at `offset`, holding one request.
+    fn add_compressed_record(
+        &mut self,
+        input: &str,
+        payload: &[u8],
+        offset: usize,
+        format: InputFormat,
+    ) -> Result<(), InputError> {
+        let fail = |message: String| InputError::CompressedRecord {
+            input: input.to_string(),
+            offset,
+            message,
+        };
+        let mut content = Vec::new();
+        zstd::ZstdFrames::new(payload)
+            .take(self.past_limit())
+            .read_to_end(&mut content)
+            .map_err(|e| fail(e.to_string()))?;
+        if content.len() > self.max_record {
+            let what = "the zstd-compressed record, decompressed,";
+            return Err(self.too_large(input, format!("byte offset {offset}"), what));
+        }
+        let json = match format {
+            InputFormat::Json => true,
+            InputFormat::Proto => false,
+            InputFormat::Auto => looks_like_json(&content),
+        };
+        let encoded = if json {
+            json_to_protobuf(&content).map_err(|e| fail(format!("OTLP/JSON: {e}")))?
+        } else {
+            content
+        };
+        self.add_encoded(input, Bytes::from(encoded), Position::Record(offset))
+    }
+
+    /// One byte past the record limit: what to read to tell a record over the limit.
+    fn past_limit(&self) -> u64 {
+        (self.max_record as u64).saturating_add(1)
+    }
+
+    fn too_large(&self, input: &str, at: String, what: &str) -> InputError {
+        InputError::TooLarge {
+            input: input.to_string(),
+            at,
+            what: what.to_string(),
+            limit: self.max_record,
+        }
     }
 
     /// One encoded request through the service's decoding and conversion.
@@ -363,6 +641,11 @@ impl Capture {
                 message,
             },
             Position::Offset(offset) => InputError::Protobuf {
+                input: input.to_string(),
+                offset,
+                message,
+            },
+            Position::Record(offset) => InputError::CompressedRecord {
                 input: input.to_string(),
                 offset,
                 message,
@@ -440,10 +723,66 @@ fn looks_like_json(content: &[u8]) -> bool {
     first == b'{' && !(content[0] == 0x0a && LiteExportRequest::decode(content).is_ok())
 }
 
+/// Reads from `reader` until `enough` holds for what was read, the input ends or `limit`
+/// bytes are read, and returns the bytes read (whole buffers: possibly more than asked),
+/// for the caller to chain in front of the rest.
+fn look_ahead(
+    reader: &mut impl BufRead,
+    limit: usize,
+    enough: impl Fn(&[u8]) -> bool,
+) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    while head.len() < limit && !enough(&head) {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(limit - head.len());
+        head.extend_from_slice(&buf[..n]);
+        reader.consume(n);
+    }
+    Ok(head)
+}
+
+/// Fills `buf` unless the input ends first; returns how many bytes were read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn read_error(input: &str) -> impl Fn(io::Error) -> InputError + '_ {
+    move |source| InputError::Read {
+        input: input.to_string(),
+        source,
+    }
+}
+
+/// A JSON error at `line` of the input (serde_json's own line counted from there).
+fn json_error(input: &str, line: usize, e: serde_json::Error) -> InputError {
+    // serde_json appends "at line L column C"; the position is reported in the file's
+    // terms instead.
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    InputError::Json {
+        input: input.to_string(),
+        line: line + e.line().saturating_sub(1),
+        column: e.column(),
+        message: text.strip_suffix(&suffix).unwrap_or(&text).to_string(),
+    }
+}
+
 fn describe(at: Position) -> String {
     match at {
         Position::Line(l) => format!("line {l}"),
-        Position::Offset(o) => format!("byte offset {o}"),
+        Position::Offset(o) | Position::Record(o) => format!("byte offset {o}"),
     }
 }
 
@@ -469,20 +808,20 @@ pub fn run(
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let mut capture = Capture::new(&cfg);
+    let mut capture = Capture::new(&cfg).with_max_record_size(args.max_record_size);
     for file in &args.files {
-        let (name, content) = if file.as_os_str() == "-" {
-            let mut buf = Vec::new();
-            ("-".to_string(), stdin.read_to_end(&mut buf).map(|_| buf))
+        let added = if file.as_os_str() == "-" {
+            capture.read("-", &mut *stdin, args.format)
         } else {
-            (file.display().to_string(), std::fs::read(file))
+            let name = file.display().to_string();
+            match std::fs::File::open(file) {
+                Ok(f) => capture.read(&name, f, args.format),
+                Err(source) => Err(InputError::Read {
+                    input: name,
+                    source,
+                }),
+            }
         };
-        let added = content
-            .map_err(|source| InputError::Read {
-                input: name.clone(),
-                source,
-            })
-            .and_then(|c| capture.add(&name, c, args.format));
         if let Err(e) = added {
             let _ = writeln!(stderr, "faultline analyze: {e}");
             return ExitCode::from(EXIT_UNREADABLE);
@@ -786,6 +1125,138 @@ mod tests {
         enc.finish().unwrap()
     }
 
+    /// One zstd frame (compressed blocks and a checksum), by `ruzstd`'s encoder.
+    fn zstd_frame(b: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    /// A zstd stream whose frames end every `every` bytes of content, wherever that
+    /// falls, as the file exporter's native compression leaves them at each flush.
+    fn zstd_frames(b: &[u8], every: usize) -> Vec<u8> {
+        b.chunks(every).flat_map(zstd_frame).collect()
+    }
+
+    /// The file exporter's layout before its native compression: each record compressed
+    /// on its own (one frame), then length-prefixed.
+    fn compressed_records(payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            let frame = zstd_frame(&p);
+            out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            out.extend_from_slice(&frame);
+        }
+        out
+    }
+
+    /// Every layout the Collector's file exporter writes (and the others read), each
+    /// holding `reqs`; `--format` to give, if any.
+    fn layouts(reqs: &[ExportTraceServiceRequest]) -> Vec<(&'static str, Vec<u8>, &'static str)> {
+        let merged = ExportTraceServiceRequest {
+            resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
+        };
+        // One request in one file, pretty-printed, to check the whole-document reading.
+        let pretty = serde_json::to_string_pretty(&merged).unwrap().into_bytes();
+        let lines = json_lines(reqs);
+        let framed = length_prefixed(reqs);
+        let json_records = || reqs.iter().map(|r| serde_json::to_vec(r).unwrap());
+        let proto_records = || reqs.iter().map(|r| r.encode_to_vec());
+        vec![
+            ("JSON lines", lines.clone(), "auto"),
+            ("length-prefixed protobuf", framed.clone(), "auto"),
+            ("raw protobuf", merged.encode_to_vec(), "auto"),
+            ("pretty-printed JSON", pretty.clone(), "auto"),
+            ("gzipped JSON lines", gzip(&lines), "auto"),
+            ("gzipped length-prefixed protobuf", gzip(&framed), "auto"),
+            // Native compression, rotating: a frame per write, the newline its own.
+            (
+                "zstd JSON lines, a frame per write",
+                lines
+                    .split_inclusive(|&b| b == b'\n')
+                    .flat_map(|l| [zstd_frame(&l[..l.len() - 1]), zstd_frame(b"\n")])
+                    .flatten()
+                    .collect(),
+                "auto",
+            ),
+            // Native compression, not rotating: frames end at each flush, mid-record.
+            (
+                "zstd JSON lines, frames cut anywhere",
+                zstd_frames(&lines, 1000),
+                "auto",
+            ),
+            (
+                "zstd length-prefixed protobuf, frames cut anywhere",
+                zstd_frames(&framed, 777),
+                "auto",
+            ),
+            (
+                "zstd length-prefixed protobuf, one frame",
+                zstd_frame(&framed),
+                "auto",
+            ),
+            (
+                "zstd stream after a skippable frame, with an empty frame",
+                [
+                    super::zstd::tests::skippable_frame(b"index"),
+                    zstd_frames(&lines, 4096),
+                    super::zstd::tests::raw_frame(b"", true),
+                ]
+                .concat(),
+                "auto",
+            ),
+            (
+                "zstd pretty-printed JSON",
+                zstd_frames(&pretty, 500),
+                "auto",
+            ),
+            // Before native compression: each record a zstd frame, length-prefixed.
+            (
+                "zstd JSON records",
+                compressed_records(json_records()),
+                "auto",
+            ),
+            (
+                "zstd JSON records, --format json",
+                compressed_records(json_records()),
+                "json",
+            ),
+            (
+                "zstd protobuf records",
+                compressed_records(proto_records()),
+                "auto",
+            ),
+            (
+                "zstd protobuf records, --format proto",
+                compressed_records(proto_records()),
+                "proto",
+            ),
+        ]
+    }
+
+    /// The verdicts of `Capture::read` over `content`, handed over `chunk` bytes a read,
+    /// as the API serialises them.
+    fn trickled(content: &[u8], chunk: usize, format: InputFormat) -> Vec<Value> {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let cfg = AnalysisConfig::default();
+        let mut capture = Capture::new(&cfg);
+        capture
+            .read("trickle", Trickle(content, chunk), format)
+            .unwrap();
+        capture
+            .analyze(&cfg)
+            .verdicts
+            .iter()
+            .map(|v| serde_json::to_value(&**v).unwrap())
+            .collect()
+    }
+
     /// Runs the command on `inputs` (file contents; `-` reads `stdin`) and returns
     /// (exit status, stdout, stderr).
     fn analyze(inputs: &[&[u8]], stdin: &[u8], extra: &[&str]) -> (ExitCode, String, String) {
@@ -827,26 +1298,22 @@ mod tests {
         assert_eq!(code, ExitCode::SUCCESS, "{err}");
         let expected = verdict_lines(&lines);
         assert!(expected.len() >= 3, "{lines}\n{err}");
-        let pretty: Vec<u8> = {
-            // One request per file, pretty-printed, to check the whole-document reading.
-            let merged = ExportTraceServiceRequest {
-                resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
-            };
-            serde_json::to_string_pretty(&merged).unwrap().into_bytes()
-        };
-        let raw = ExportTraceServiceRequest {
-            resource_spans: reqs.iter().flat_map(|r| r.resource_spans.clone()).collect(),
-        }
-        .encode_to_vec();
-        for (what, content) in [
-            ("length-prefixed protobuf", length_prefixed(&reqs)),
-            ("raw protobuf", raw),
-            ("pretty-printed JSON", pretty),
-            ("gzipped JSON lines", gzip(&json_lines(&reqs))),
-        ] {
-            let (code, out, err) = analyze(&[&content], b"", &["--output", "json"]);
+        for (what, content, format) in layouts(&reqs) {
+            let (code, out, err) =
+                analyze(&[&content], b"", &["--output", "json", "--format", format]);
             assert_eq!(code, ExitCode::SUCCESS, "{what}: {err}");
             assert_eq!(verdict_lines(&out), expected, "{what}");
+            // Read as it streams in, in reads of any size, shorter than a magic number
+            // plus a length prefix included: the layout is told from the same first
+            // bytes, the records are the same.
+            let format = InputFormat::from_str(format, true).unwrap();
+            for chunk in [3, 4093] {
+                assert_eq!(
+                    trickled(&content, chunk, format),
+                    expected,
+                    "{what}, {chunk} bytes a read"
+                );
+            }
         }
         // Spread over two inputs, one of them standard input, in the other order.
         let (code, out, err) = analyze(
@@ -856,6 +1323,134 @@ mod tests {
         );
         assert_eq!(code, ExitCode::SUCCESS, "{err}");
         assert_eq!(verdict_lines(&out), expected, "split inputs");
+    }
+
+    #[test]
+    fn records_are_taken_as_they_are_read_not_after_the_whole_input() {
+        /// The content, then a read error: what a reader that took the whole input
+        /// first would fail on before it decoded anything.
+        struct ThenFail<'a>(&'a [u8]);
+        impl Read for ThenFail<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("the disk went away"));
+                }
+                let n = self.0.len().min(buf.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let reqs = requests();
+        let cfg = AnalysisConfig::default();
+        for (what, content, format) in layouts(&reqs) {
+            let mut capture = Capture::new(&cfg);
+            let format = InputFormat::from_str(format, true).unwrap();
+            let err = capture
+                .read("capture", ThenFail(&content), format)
+                .unwrap_err();
+            assert!(
+                matches!(&err, InputError::Read { input, .. } if input == "capture"),
+                "{what}: {err}"
+            );
+            assert!(err.to_string().contains("the disk went away"), "{err}");
+            // Records arrive whole: one that is not all in memory yet is not counted.
+            let whole = what.contains("pretty") || what.contains("raw");
+            let expected = if whole { 0 } else { reqs.len() };
+            assert_eq!(capture.stats().requests, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_with_an_error_naming_the_file() {
+        use super::zstd::tests::rle_frame;
+        let limit = ["--max-record-size", "1MiB"];
+        // 8 GiB of `{` from 256 KiB of zstd: taking it in would exhaust memory (and
+        // this test would not end); reading stops past the limit.
+        let bomb = rle_frame(b'{', 8 << 30);
+        assert!(bomb.len() < 300 << 10);
+        let (code, out, err) = analyze(&[&bomb], b"", &limit);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains("capture-0: line 1: the line exceeds --max-record-size (1048576 bytes)"),
+            "{err}"
+        );
+        assert!(err.contains("decompression bomb"), "{err}");
+
+        // The same inside a length-prefixed record.
+        let record = [&(bomb.len() as u32).to_be_bytes()[..], &bomb].concat();
+        let (code, _, err) = analyze(&[&record], b"", &limit);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(
+            err.contains("capture-0: byte offset 4: the zstd-compressed record, decompressed, exceeds --max-record-size"),
+            "{err}"
+        );
+
+        // A gzip bomb, a length prefix beyond the limit, a pretty-printed document over it.
+        let (_, _, err) = analyze(&[&gzip(&vec![b'{'; 4 << 20])], b"", &limit);
+        assert!(err.contains("capture-0: line 1: the line exceeds"), "{err}");
+        let (_, _, err) = analyze(&[&[0xff, 0xff, 0xff, 0xf0, 0x0a]], b"", &limit);
+        assert!(
+            err.contains("capture-0: byte offset 0: a record of 4294967280 bytes (by its length prefix) exceeds"),
+            "{err}"
+        );
+        let document = format!("{{\n{}\n", " \n".repeat(1 << 20));
+        let (_, _, err) = analyze(&[document.as_bytes()], b"", &limit);
+        assert!(
+            err.contains("line 1: the input, read as one JSON document, exceeds"),
+            "{err}"
+        );
+
+        // The default limit holds too, and a small capture is well within it.
+        let (code, _, err) = analyze(&[&rle_frame(b'{', 300 << 20)], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(err.contains("(268435456 bytes)"), "{err}");
+        let (code, _, err) = analyze(&[&zstd_frame(&json_lines(&requests()))], b"", &limit);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_zstd_capture_names_the_file() {
+        let reqs = requests();
+        let lines = json_lines(&reqs);
+        let stream = zstd_frames(&lines, 2000);
+        let first_frame = zstd_frame(&lines[..2000]).len();
+        // Cut inside the second frame: the file exporter still writing it, or a copy cut short.
+        let (code, out, err) = analyze(&[&stream[..first_frame + 20]], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(out.is_empty());
+        assert!(err.contains("capture-0: cannot read: zstd: the input ends inside the frame at compressed offset"), "{err}");
+        assert!(err.contains("truncated"), "{err}");
+
+        // A flipped byte in a frame.
+        let mut corrupt = stream.clone();
+        corrupt[first_frame + 30] ^= 0x55;
+        let (code, _, err) = analyze(&[&corrupt], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(
+            err.contains("capture-0: cannot read: zstd: the frame at compressed offset"),
+            "{err}"
+        );
+
+        // A record whose frame is cut short (its length prefix says so).
+        let frame = zstd_frame(&reqs[0].encode_to_vec());
+        let cut = &frame[..frame.len() - 6];
+        let record = [&(cut.len() as u32).to_be_bytes()[..], cut].concat();
+        let (code, _, err) = analyze(&[&record], b"", &[]);
+        assert_eq!(code, ExitCode::from(EXIT_UNREADABLE), "{err}");
+        assert!(
+            err.contains("capture-0: byte offset 4: not a zstd-compressed OTLP trace request: zstd: the input ends inside the frame"),
+            "{err}"
+        );
+        // A record whose frame holds no OTLP request.
+        let junk = zstd_frame(b"{\"resourceSpans\": 7}");
+        let record = [&(junk.len() as u32).to_be_bytes()[..], &junk].concat();
+        let (_, _, err) = analyze(&[&record], b"", &[]);
+        assert!(
+            err.contains("capture-0: byte offset 4: not a zstd-compressed OTLP trace request: OTLP/JSON: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]

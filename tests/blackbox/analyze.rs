@@ -452,3 +452,60 @@ fn the_fixture_traces_get_the_services_verdicts_offline() {
         assert_eq!(timeless(o), timeless(s));
     }
 }
+
+#[test]
+fn zstd_captures_in_every_layout_the_file_exporter_writes_give_the_same_verdicts() {
+    let c = captured();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/blackbox/py/zstd_capture.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(&c.dir)
+        .output()
+        .expect("python zstd");
+    assert!(
+        out.status.success(),
+        "compressing failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = analyze_file(&c.file("capture.jsonl"), &["--output", "json"]);
+    assert_eq!(json_lines(&json).len(), c.failing.len());
+    let json = json.stdout;
+    let protobuf = analyze_file(&c.file("capture.pb"), &["--output", "json"]).stdout;
+    for (name, uncompressed) in [
+        ("capture.rotating.jsonl.zst", &json),
+        ("capture.flushed.jsonl.zst", &json),
+        ("capture.pb.zst", &protobuf),
+        ("capture.flushed.pb.zst", &protobuf),
+        ("capture.records.json.zst", &json),
+        ("capture.records.pb.zst", &protobuf),
+    ] {
+        let file = c.file(name);
+        let compressed = std::fs::read(&file).unwrap();
+        let magic = if name.contains(".records.") {
+            &compressed[4..8]
+        } else {
+            &compressed[..4]
+        };
+        assert_eq!(magic, [0x28, 0xb5, 0x2f, 0xfd], "{name} holds zstd frames");
+        let offline = analyze_file(&file, &["--output", "json"]).stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&offline),
+            String::from_utf8_lossy(uncompressed),
+            "{name}"
+        );
+        // Told by its content, not its name; standard input as well.
+        let from_stdin = analyze(&["-", "--output", "json"], &compressed);
+        assert!(from_stdin.status.success(), "{name} on stdin");
+        assert_eq!(from_stdin.stdout, offline, "{name} on stdin");
+    }
+    // A capture cut short (a file the Collector is still writing) fails, naming it.
+    let stream = std::fs::read(c.file("capture.flushed.jsonl.zst")).unwrap();
+    let cut = c.file("cut.jsonl.zst");
+    std::fs::write(&cut, &stream[..stream.len() - 5]).unwrap();
+    let out = analyze(&[cut.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.jsonl.zst: cannot read: zstd"), "{err}");
+    assert!(err.contains("truncated"), "{err}");
+    assert!(out.stdout.is_empty());
+}
