@@ -97,7 +97,7 @@ pub struct Reservation {
     spans: usize,
 }
 
-/// What [`ForwardQueue::commit`] and friends report about the journal.
+/// What [`Reservation::commit`] and the queue's pushes report about the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queued {
     /// Queued (and journalled, with a disk queue).
