@@ -52,8 +52,9 @@ impl Faultline {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let _ = tx.send(line.clone());
-                    log.lock().unwrap().push(line);
+                    // Into the log first: once `start` has seen a line, `log()` holds it.
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
                 }
             });
         }
