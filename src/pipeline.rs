@@ -178,6 +178,28 @@ mod tests {
         }
     }
 
+    /// The encoding of a SERVER span `GET /x` of trace `[t; 16]` answering HTTP 500.
+    fn failing_server_span(t: u8) -> Vec<u8> {
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+        ProtoSpan {
+            trace_id: vec![t; 16],
+            span_id: vec![1; 8],
+            kind: 2,
+            name: "GET /x".into(),
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes: vec![KeyValue {
+                key: "http.response.status_code".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(500)),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
     #[test]
     fn a_span_that_does_not_materialise_is_counted_and_the_trace_still_analysed() {
         let metrics = Metrics::default();
@@ -187,25 +209,7 @@ mod tests {
             Arc::clone(&store),
             metrics.clone(),
         );
-        let good = ProtoSpan {
-            trace_id: vec![7; 16],
-            span_id: vec![1; 8],
-            kind: 2,
-            name: "GET /x".into(),
-            start_time_unix_nano: 1_000,
-            end_time_unix_nano: 2_000,
-            attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
-                key: "http.response.status_code".into(),
-                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-                    value: Some(
-                        opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(500),
-                    ),
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
-        .encode_to_vec();
+        let good = failing_server_span(7);
         // A well-framed `events` entry (field 11) whose content is cut short.
         let mut corrupt = good.clone();
         corrupt.extend_from_slice(&[(11 << 3) | 2, 2, (2 << 3) | 2, 5]);
@@ -258,25 +262,7 @@ mod tests {
         )
         .observe(witness.clone());
         for t in [7u8, 8] {
-            let failing = ProtoSpan {
-                trace_id: vec![t; 16],
-                span_id: vec![1; 8],
-                kind: 2,
-                name: "GET /x".into(),
-                start_time_unix_nano: 1_000,
-                end_time_unix_nano: 2_000,
-                attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
-                    key: "http.response.status_code".into(),
-                    value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-                        value: Some(
-                            opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(500),
-                        ),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }
-            .encode_to_vec();
+            let failing = failing_server_span(t);
             stage.handle(CompletedTrace {
                 trace_id: TraceId([t; 16]),
                 spans: vec![span(1, failing)],
