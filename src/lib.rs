@@ -12,6 +12,7 @@ pub mod app;
 pub mod assembly;
 pub mod auth;
 pub mod config;
+pub mod eval;
 pub mod file_watch;
 pub mod forward;
 pub mod ingest;

@@ -330,6 +330,16 @@ pub struct ScoreInputs {
     pub has_stack: bool,
     /// An inferred (repaired) parent link lies between the entry and the origin.
     pub inferred_link: bool,
+    /// The weakest hop of the wrapper chain rests on inference (timing only, or the last
+    /// failed call of a segment that threw nothing).
+    pub hop_by_inference: bool,
+    /// The weakest hop was matched by the exception's message (status, target, peer) or
+    /// failure kind, not by the same exception or its cause chain.
+    pub hop_by_message: bool,
+    /// The fingerprinted exception's stack has in-app frames.
+    pub in_app_stack: bool,
+    /// Span clocks had to be shifted into their caller's window.
+    pub clock_shifted: bool,
     /// An origin was found at all.
     pub has_origin: bool,
 }
@@ -344,7 +354,10 @@ pub struct ScoreInputs {
 ///   0.75 when typed (timeout, refused, pool/lock, gRPC 4/14, HTTP 5xx), +0.15 when the
 ///   failing call lies on the entry's critical path (so 0.9 for a timed-out call that
 ///   burned the budget); 0.5 for a downstream server that answered 5xx without saying why.
-/// - -0.1 when an inferred parent link lies between the entry and the origin.
+/// - -0.1 when an inferred parent link lies between the entry and the origin; -0.15 when
+///   a hop of the wrapper chain rests on timing alone, -0.05 when matched by message;
+///   -0.05 when clocks were shifted; -0.1 for a handler defect whose stack has no in-app
+///   frame.
 /// - Clamped to 0.05..=0.97; [`with_recurrence`] raises it when the same fingerprint
 ///   recurs on the same route.
 pub fn score(inputs: &ScoreInputs) -> (Classification, f64) {
@@ -374,6 +387,20 @@ pub fn score(inputs: &ScoreInputs) -> (Classification, f64) {
         (Classification::DeterministicHandlerDefect, base)
     };
     if inputs.inferred_link {
+        confidence -= 0.1;
+    }
+    if inputs.hop_by_inference {
+        confidence -= 0.15;
+    } else if inputs.hop_by_message {
+        confidence -= 0.05;
+    }
+    if inputs.clock_shifted {
+        confidence -= 0.05;
+    }
+    if class == Classification::DeterministicHandlerDefect
+        && inputs.has_stack
+        && !inputs.in_app_stack
+    {
         confidence -= 0.1;
     }
     (class, round2(confidence.clamp(0.05, 0.97)))
@@ -535,9 +562,24 @@ mod tests {
             has_origin: true,
             has_exception: true,
             has_stack: true,
+            in_app_stack: true,
             ..Default::default()
         };
         assert_eq!(score(&h), (Classification::DeterministicHandlerDefect, 0.8));
+        let library_only = ScoreInputs {
+            in_app_stack: false,
+            ..h
+        };
+        assert_eq!(
+            score(&library_only),
+            (Classification::DeterministicHandlerDefect, 0.7),
+            "a stack without in-app frames lowers the confidence"
+        );
+        let by_timing = ScoreInputs {
+            hop_by_inference: true,
+            ..dep
+        };
+        assert_eq!(score(&by_timing).1, 0.75, "a hop linked by timing only");
         assert_eq!(
             score(&ScoreInputs::default()).0,
             Classification::Inconclusive

@@ -8,18 +8,21 @@
 
 use serde::Serialize;
 
-use crate::model::Span;
+use crate::model::{Span, SpanKind};
 
 use super::classify::{
     call_reason, dependency_failure, exception_event, exception_parts, grpc_dependency_failure,
     is_failing, rejected_query, score, Classification, ScoreInputs,
 };
 use super::cohort::{cohort, Cohort};
-use super::critical_path::{choose_blame, critical_path, CLOCK_TOLERANCE_NANOS};
+use super::critical_path::{
+    choose_blame, critical_path, BlameChoice, CriticalPath, CLOCK_TOLERANCE_NANOS,
+};
 use super::entry::{entry_status, grpc_status, http_status, route, FailingRequest};
+use super::fingerprint::stack::parse as parse_stack;
 use super::fingerprint::{fingerprint, ExceptionInfo};
 use super::graph::{label, SpanGraph};
-use super::origin::{exception_node, find_origin};
+use super::origin::{find_origin, Link, OriginSearch};
 use super::AnalysisConfig;
 
 /// The entry that answered the failing request.
@@ -315,7 +318,9 @@ fn preceding_answer(
         .max_by_key(|&c| (graph.end(c), c))
 }
 
-/// Builds the verdict of one failing request.
+/// Builds the verdict of one failing request, in the order a reader follows it: the
+/// entry and its chain, the critical path and blame, the origin, the label, the
+/// fingerprint and the cohort.
 pub fn assemble(
     trace_id: &str,
     graph: &SpanGraph<'_>,
@@ -333,255 +338,39 @@ pub fn assemble(
         status_text(es, status),
         ms(budget)
     )];
-
-    let chain: Vec<ChainLink> = req
-        .nested
-        .iter()
-        .map(|&n| {
-            let s = graph.span(n);
-            ChainLink {
-                span_id: s.span_id.to_string(),
-                service: s.service_name().to_string(),
-                name: s.name.clone(),
-                route: route(s),
-                status_code: entry_status(s, cfg).unwrap_or(0),
-            }
-        })
-        .collect();
-    if !chain.is_empty() {
-        let links: Vec<String> = std::iter::once(format!("{} ({status})", label(es)))
-            .chain(
-                chain
-                    .iter()
-                    .map(|c| format!("{} `{}` ({})", c.service, c.name, c.status_code)),
-            )
-            .collect();
-        evidence.push(format!(
-            "The failure crossed {} nested failing entries: {}; the verdict is filed under the outermost.",
-            chain.len(),
-            links.join(" → ")
-        ));
-    }
+    let chain = entry_chain(graph, req, cfg, &mut evidence);
     evidence.extend(graph.notes().iter().cloned());
 
-    // Critical path and blame.
     let cp = critical_path(graph, entry);
     evidence.extend(cp.notes.iter().cloned());
     let blame_choice = choose_blame(graph, &cp, entry);
-    let blame = blame_choice.as_ref().map(|b| {
-        let s = graph.span(b.node);
-        let share = if budget == 0 {
-            0.0
-        } else {
-            (b.group_nanos as f64 / budget as f64).clamp(0.0, 1.0)
-        };
-        let mut sentence = format!(
-            "Critical path: {} held {:.1} ms of the {:.1} ms budget",
-            label(s),
-            ms(b.self_nanos),
-            ms(budget)
-        );
-        if b.attempts > 1 {
-            sentence.push_str(&format!(
-                "; {} attempts of the same call under one parent held {:.1} ms together ({:.0}%).",
-                b.attempts,
-                ms(b.group_nanos),
-                share * 100.0
-            ));
-        } else {
-            sentence.push_str(&format!(" ({:.0}%).", share * 100.0));
-        }
-        evidence.push(sentence);
-        BlameInfo {
-            span_id: s.span_id.to_string(),
-            service: s.service_name().to_string(),
-            name: s.name.clone(),
-            kind: s.kind.as_str().to_string(),
-            share: round(share, 4),
-            self_ms: round(ms(b.self_nanos), 3),
-            is_dependency: b.is_dependency,
-            attempts: b.attempts,
-        }
-    });
-    if blame.is_none() {
-        evidence.push("The entry span has no duration (it ends at or before its start): no critical path, no blame.".into());
-    }
+    let blame = blame_info(graph, blame_choice.as_ref(), budget, &mut evidence);
 
-    // Origin, exception, classification.
     let search = find_origin(graph, entry);
-    let exc_node = exception_node(graph, &search.path);
-    let exception = exc_node.and_then(|n| {
-        let s = graph.span(n);
-        exception_event(s).map(|e| {
-            let (ty, msg, stack) = exception_parts(e);
-            ExceptionRecord {
-                span_id: s.span_id.to_string(),
-                span_name: s.name.clone(),
-                exception_type: ty.to_string(),
-                message: msg.to_string(),
-                stacktrace: stack.to_string(),
-            }
-        })
-    });
-    let mut inputs = ScoreInputs::default();
+    let exception = search.exception.and_then(|n| exception_record(graph, n));
+    let mut inputs = ScoreInputs {
+        clock_shifted: !cp.notes.is_empty(),
+        ..ScoreInputs::default()
+    };
     let origin = match search.origin {
         None => {
-            let below = graph.children(entry).len();
-            evidence.push(if below == 0 {
-                format!(
-                    "Inconclusive: the entry has no child spans and recorded no exception event; only its {} says it failed. Missing evidence: an exception event on the handler or spans for the calls it made.",
-                    status_text(es, status)
-                )
-            } else {
-                format!(
-                    "Inconclusive: none of the {} span(s) below the entry carries error evidence (no exception event, no ERROR status, no 5xx answer) and the entry recorded no exception. Missing evidence: the handler's exception or a failing call.",
-                    graph.subtree(entry).len().saturating_sub(1)
-                )
-            });
+            evidence.push(inconclusive_sentence(graph, entry, status, &search));
             None
         }
-        Some(o) => {
-            let os = graph.span(o);
-            inputs.has_origin = true;
-            evidence.push(format!(
-                "Origin: {} failed with {}.",
-                label(os),
-                error_text(os)
-            ));
-            if search.passed_through > 0 {
-                evidence.push(format!(
-                    "{} span(s) without error marks (framework middleware) between failing spans were passed through.",
-                    search.passed_through
-                ));
-            }
-            inputs.inferred_link = search
-                .path
-                .iter()
-                .any(|&n| n != entry && graph.is_inferred(n));
-            if inputs.inferred_link {
-                evidence.push("The origin was reached through an inferred parent link.".into());
-            }
-            if os.service_name() != es.service_name() {
-                evidence.push(format!(
-                    "The origin is in service {}, below the entry's service {}; the classification describes that deepest origin.",
-                    os.service_name(),
-                    es.service_name()
-                ));
-            }
-            // The origin's own exception says how it failed; the fingerprinted one (which
-            // may sit higher, with the handler's stack) stands in when it recorded none.
-            let exc_parts = exception_event(os).map(exception_parts).or_else(|| {
-                exception.as_ref().map(|e| {
-                    (
-                        e.exception_type.as_str(),
-                        e.message.as_str(),
-                        e.stacktrace.as_str(),
-                    )
-                })
-            });
-            let typed = exc_parts
-                .and_then(|(t, m, _)| dependency_failure(t, m))
-                .or_else(|| grpc_dependency_failure(os));
-            let call = call_reason(os);
-            let answered_5xx = http_status(os).filter(|c| *c >= 500);
-            let unexplained_downstream = call.is_none()
-                && typed.is_none()
-                && o != entry
-                && os.kind == crate::model::SpanKind::Server
-                && exception_event(os).is_none();
-            let rejected = exc_parts
-                .and_then(|(t, m, _)| rejected_query(os, t, m))
-                .or_else(|| rejected_query(os, "", &os.status_message));
-            let call = if rejected.is_some() { None } else { call };
-            inputs.dependency_failed = typed.is_some() || call.is_some() || unexplained_downstream;
-            inputs.typed_failure = typed.is_some() || answered_5xx.is_some();
-            inputs.unexplained_downstream = unexplained_downstream;
-            inputs.on_critical_path = cp.contains(o);
-            inputs.has_exception = exc_parts.is_some();
-            inputs.has_stack = exc_parts.is_some_and(|(_, _, st)| !st.trim().is_empty());
-            let what = match (typed, answered_5xx) {
-                (Some(t), _) => t.describe().to_string(),
-                (None, Some(c)) => format!("an HTTP {c} answer"),
-                (None, None) => "an error".to_string(),
-            };
-            if let Some(why) = &rejected {
-                evidence.push(format!(
-                    "{} is a database call that the database answered by rejecting the query ({why}): the query or data the handler built is wrong, which is a defect in {}'s own code or data path, not a database failure.",
-                    label(os),
-                    os.service_name()
-                ));
-            } else if let Some(reason) = call {
-                evidence.push(format!(
-                    "{} is {reason} and it failed with {what}{}; {} answered a generic {} instead of translating it to 502/503/504.",
-                    label(os),
-                    if inputs.on_critical_path { " on the critical path" } else { "" },
-                    es.service_name(),
-                    status_text(es, status)
-                ));
-            } else if let Some(t) = typed {
-                evidence.push(format!(
-                    "The exception {} is {} raised inside {}'s own code: a dependency failure even though no span for the dependency call was recorded.",
-                    exc_parts.map(|p| p.0).unwrap_or(""),
-                    t.describe(),
-                    os.service_name()
-                ));
-            } else if unexplained_downstream {
-                evidence.push(format!(
-                    "{} answered {} without recording an exception or a failing call: the failure lies in that dependency but its cause is not visible.",
-                    label(os),
-                    status_text(os, http_status(os).or(grpc_status(os)).unwrap_or(0))
-                ));
-            } else {
-                evidence.push(format!(
-                    "The error was raised in the own code of service {} and no dependency call on the failing path failed.",
-                    os.service_name()
-                ));
-                let exception_at = exc_node
-                    .and_then(|n| exception_event(graph.span(n)))
-                    .map(|e| e.time_unix_nano)
-                    .filter(|t| *t > 0)
-                    .unwrap_or_else(|| graph.end(o));
-                if let Some(d) = preceding_answer(graph, o, &search.path, exception_at) {
-                    let ds = graph.span(d);
-                    let answered = http_status(ds)
-                        .map(|c| format!("HTTP {c}"))
-                        .unwrap_or_else(|| "successfully".into());
-                    let parse_error = exception
-                        .as_ref()
-                        .is_some_and(|e| looks_like_parse_error(&e.exception_type, &e.message));
-                    evidence.push(if parse_error {
-                        format!(
-                            "{} answered {answered} just before the exception, which is a parse error: the handler failed on that answer (a malformed or unexpected payload), the call itself did not fail.",
-                            call_label(graph, d)
-                        )
-                    } else {
-                        format!(
-                            "{} answered {answered} just before the exception; if the handler was reading that answer, an unexpected payload may be the trigger.",
-                            call_label(graph, d)
-                        )
-                    });
-                }
-                if let Some(b) = blame_choice
-                    .as_ref()
-                    .filter(|b| b.is_dependency && !is_failing(graph.span(b.node)))
-                {
-                    evidence.push(format!(
-                        "{} was slow ({:.1} ms on the critical path) but succeeded: it burned the budget, it did not cause the error.",
-                        label(graph.span(b.node)),
-                        ms(b.group_nanos)
-                    ));
-                }
-            }
-            if exception.is_none() {
-                evidence.push("No exception event was recorded on the failing path, so there is no fingerprint.".into());
-            }
-            Some(OriginInfo {
-                span_id: os.span_id.to_string(),
-                service: os.service_name().to_string(),
-                name: os.name.clone(),
-                error: error_text(os),
-            })
-        }
+        Some(o) => Some(origin_step(
+            graph,
+            &OriginContext {
+                entry,
+                status,
+                origin: o,
+                search: &search,
+                exception: exception.as_ref(),
+                cp: &cp,
+                blame: blame_choice.as_ref(),
+            },
+            &mut inputs,
+            &mut evidence,
+        )),
     };
     let (classification, confidence) = score(&inputs);
 
@@ -625,5 +414,354 @@ pub fn assemble(
         analyzed_at_unix_nano,
         exception,
         chain,
+    }
+}
+
+/// The nested failing entries below the outermost, and the sentence that lists them.
+fn entry_chain(
+    graph: &SpanGraph<'_>,
+    req: &FailingRequest,
+    cfg: &AnalysisConfig,
+    evidence: &mut Vec<String>,
+) -> Vec<ChainLink> {
+    let es = graph.span(req.entry);
+    let status = entry_status(es, cfg).unwrap_or(0);
+    let chain: Vec<ChainLink> = req
+        .nested
+        .iter()
+        .map(|&n| {
+            let s = graph.span(n);
+            ChainLink {
+                span_id: s.span_id.to_string(),
+                service: s.service_name().to_string(),
+                name: s.name.clone(),
+                route: route(s),
+                status_code: entry_status(s, cfg).unwrap_or(0),
+            }
+        })
+        .collect();
+    if !chain.is_empty() {
+        let links: Vec<String> = std::iter::once(format!("{} ({status})", label(es)))
+            .chain(
+                chain
+                    .iter()
+                    .map(|c| format!("{} `{}` ({})", c.service, c.name, c.status_code)),
+            )
+            .collect();
+        evidence.push(format!(
+            "The failure crossed {} nested failing entries: {}; the verdict is filed under the outermost.",
+            chain.len(),
+            links.join(" → ")
+        ));
+    }
+    chain
+}
+
+/// The blame as the API shows it, and its sentence.
+fn blame_info(
+    graph: &SpanGraph<'_>,
+    choice: Option<&BlameChoice>,
+    budget: u64,
+    evidence: &mut Vec<String>,
+) -> Option<BlameInfo> {
+    let Some(b) = choice else {
+        evidence.push("The entry span has no duration (it ends at or before its start): no critical path, no blame.".into());
+        return None;
+    };
+    let s = graph.span(b.node);
+    let share = if budget == 0 {
+        0.0
+    } else {
+        (b.group_nanos as f64 / budget as f64).clamp(0.0, 1.0)
+    };
+    let mut sentence = format!(
+        "Critical path: {} held {:.1} ms of the {:.1} ms budget",
+        label(s),
+        ms(b.self_nanos),
+        ms(budget)
+    );
+    if b.attempts > 1 {
+        sentence.push_str(&format!(
+            "; {} attempts of the same call under one parent held {:.1} ms together ({:.0}%).",
+            b.attempts,
+            ms(b.group_nanos),
+            share * 100.0
+        ));
+    } else {
+        sentence.push_str(&format!(" ({:.0}%).", share * 100.0));
+    }
+    evidence.push(sentence);
+    Some(BlameInfo {
+        span_id: s.span_id.to_string(),
+        service: s.service_name().to_string(),
+        name: s.name.clone(),
+        kind: s.kind.as_str().to_string(),
+        share: round(share, 4),
+        self_ms: round(ms(b.self_nanos), 3),
+        is_dependency: b.is_dependency,
+        attempts: b.attempts,
+    })
+}
+
+/// The exception event of `node`, copied out for the fingerprinter and the stores.
+fn exception_record(graph: &SpanGraph<'_>, node: usize) -> Option<ExceptionRecord> {
+    let s = graph.span(node);
+    exception_event(s).map(|e| {
+        let (ty, msg, stack) = exception_parts(e);
+        ExceptionRecord {
+            span_id: s.span_id.to_string(),
+            span_name: s.name.clone(),
+            exception_type: ty.to_string(),
+            message: msg.to_string(),
+            stacktrace: stack.to_string(),
+        }
+    })
+}
+
+/// Why there is no origin: which evidence is missing.
+fn inconclusive_sentence(
+    graph: &SpanGraph<'_>,
+    entry: usize,
+    status: i64,
+    search: &OriginSearch,
+) -> String {
+    let es = graph.span(entry);
+    if graph.children(entry).is_empty() {
+        return format!(
+            "Inconclusive: the entry has no child spans and recorded no exception event; only its {} says it failed. Missing evidence: an exception event on the handler or spans for the calls it made.",
+            status_text(es, status)
+        );
+    }
+    let mut s = format!(
+        "Inconclusive: none of the {} span(s) below the entry carries error evidence of its own (no exception event, no ERROR status, no failed call that the request did not recover from) and the entry recorded no exception.",
+        graph.subtree(entry).len().saturating_sub(1)
+    );
+    if search.reporters_passed > 0 {
+        s.push_str(&format!(
+            " {} span(s) only carry the response's 5xx status: they report the error, they did not cause it.",
+            search.reporters_passed
+        ));
+    }
+    s.push_str(" Missing evidence: the handler's exception or a failing call.");
+    s
+}
+
+/// What the origin step needs to know.
+struct OriginContext<'a> {
+    entry: usize,
+    status: i64,
+    origin: usize,
+    search: &'a OriginSearch,
+    exception: Option<&'a ExceptionRecord>,
+    cp: &'a CriticalPath,
+    blame: Option<&'a BlameChoice>,
+}
+
+/// The wrapper chain in words: each hop's exception and the call it wraps.
+fn hop_sentences(graph: &SpanGraph<'_>, search: &OriginSearch) -> Vec<String> {
+    search
+        .hops
+        .iter()
+        .map(|h| {
+            let call = graph.span(h.call);
+            let service = call.service_name();
+            let what = match h.thrown_at.and_then(|n| exception_event(graph.span(n))) {
+                Some(e) => {
+                    let (ty, msg, _) = exception_parts(e);
+                    format!("{service}: {ty} (`{}`) wraps", truncate(msg, 120))
+                }
+                None => format!("{service}: the failure is"),
+            };
+            let answered = match (http_status(call), grpc_status(call)) {
+                (Some(c), _) => format!(" (HTTP {c})"),
+                (None, Some(c)) if c != 0 => format!(" (gRPC status {c})"),
+                _ => String::new(),
+            };
+            format!(
+                "Wrapper: {what} the failed call {}{answered}; linked because {}.",
+                call_label(graph, h.call),
+                h.link.describe()
+            )
+        })
+        .collect()
+}
+
+/// Describes the origin, fills the score inputs and returns the origin as the API shows it.
+fn origin_step(
+    graph: &SpanGraph<'_>,
+    ctx: &OriginContext<'_>,
+    inputs: &mut ScoreInputs,
+    evidence: &mut Vec<String>,
+) -> OriginInfo {
+    let (entry, o, search) = (ctx.entry, ctx.origin, ctx.search);
+    let es = graph.span(entry);
+    let os = graph.span(o);
+    inputs.has_origin = true;
+    evidence.extend(hop_sentences(graph, search));
+    evidence.push(format!(
+        "Origin: {} failed with {}.",
+        label(os),
+        error_text(os)
+    ));
+    if let Some(h) = search.handling {
+        if let Some(e) = exception_event(graph.span(h)) {
+            let (ty, msg, _) = exception_parts(e);
+            evidence.push(format!(
+                "{} threw while handling an earlier error ({ty}: {}) recorded by {}: the error handling itself is the defect.",
+                label(os),
+                truncate(msg, 120),
+                label(graph.span(h))
+            ));
+        }
+    }
+    for r in &search.recovered {
+        evidence.push(format!(
+            "{} failed earlier, but {} succeeded after it: the request recovered from that failure, so it does not explain the error.",
+            call_label(graph, r.call),
+            call_label(graph, r.then)
+        ));
+    }
+    let weakest = search.weakest_link();
+    inputs.hop_by_inference = weakest.is_some_and(Link::is_inferred);
+    inputs.hop_by_message = matches!(weakest, Some(Link::Message | Link::FailureKind));
+    inputs.inferred_link = search
+        .path
+        .iter()
+        .any(|&n| n != entry && graph.is_inferred(n));
+    if inputs.inferred_link {
+        evidence.push("The origin was reached through an inferred parent link.".into());
+    }
+    if os.service_name() != es.service_name() {
+        evidence.push(format!(
+            "The origin is in service {}, below the entry's service {}; the classification describes that deepest origin.",
+            os.service_name(),
+            es.service_name()
+        ));
+    }
+    let exc_parts = exception_event(os).map(exception_parts).or_else(|| {
+        ctx.exception.map(|e| {
+            (
+                e.exception_type.as_str(),
+                e.message.as_str(),
+                e.stacktrace.as_str(),
+            )
+        })
+    });
+    let typed = exc_parts
+        .and_then(|(t, m, _)| dependency_failure(t, m))
+        .or_else(|| dependency_failure("", &os.status_message))
+        .or_else(|| grpc_dependency_failure(os));
+    let is_call = call_reason(os).is_some() && os.kind != SpanKind::Server;
+    let answered_5xx = http_status(os).filter(|c| *c >= 500);
+    let rejected = exc_parts
+        .and_then(|(t, m, _)| rejected_query(os, t, m))
+        .or_else(|| rejected_query(os, "", &os.status_message));
+    let call = if rejected.is_some() || !is_call {
+        None
+    } else {
+        call_reason(os)
+    };
+    let unexplained_downstream = search.unexplained_downstream;
+    inputs.dependency_failed = typed.is_some() || call.is_some() || unexplained_downstream;
+    inputs.typed_failure = typed.is_some() || answered_5xx.is_some();
+    inputs.unexplained_downstream = unexplained_downstream;
+    inputs.on_critical_path = ctx.cp.contains(o);
+    inputs.has_exception = exc_parts.is_some();
+    inputs.has_stack = exc_parts.is_some_and(|(_, _, st)| !st.trim().is_empty());
+    inputs.in_app_stack = ctx.exception.is_some_and(|e| {
+        parse_stack(&e.stacktrace).is_some_and(|p| p.frames.iter().any(|f| f.in_app))
+    });
+    let what = match (typed, answered_5xx) {
+        (Some(t), _) => t.describe().to_string(),
+        (None, Some(c)) => format!("an HTTP {c} answer"),
+        (None, None) => "an error".to_string(),
+    };
+    if let Some(why) = &rejected {
+        evidence.push(format!(
+            "{} is a database call that the database answered by rejecting the query ({why}): the query or data the handler built is wrong, which is a defect in {}'s own code or data path, not a database failure.",
+            label(os),
+            os.service_name()
+        ));
+    } else if let Some(reason) = call {
+        evidence.push(format!(
+            "{} is {reason} and it failed with {what}{}; {} answered a generic {} instead of translating it to 502/503/504.",
+            label(os),
+            if inputs.on_critical_path { " on the critical path" } else { "" },
+            es.service_name(),
+            status_text(es, ctx.status)
+        ));
+    } else if unexplained_downstream {
+        evidence.push(format!(
+            "{} answered {} without recording an exception or a failing call: the failure lies in that dependency but its cause is not visible.",
+            label(os),
+            status_text(os, http_status(os).or(grpc_status(os)).unwrap_or(0))
+        ));
+    } else if let Some(t) = typed {
+        evidence.push(format!(
+            "The exception {} is {} raised inside {}'s own code: a dependency failure even though no span for the dependency call was recorded.",
+            exc_parts.map(|p| p.0).unwrap_or(""),
+            t.describe(),
+            os.service_name()
+        ));
+    } else {
+        own_code_evidence(graph, ctx, evidence);
+    }
+    if ctx.exception.is_none() {
+        evidence.push(
+            "No exception event was recorded at the origin, so there is no fingerprint.".into(),
+        );
+    }
+    OriginInfo {
+        span_id: os.span_id.to_string(),
+        service: os.service_name().to_string(),
+        name: os.name.clone(),
+        error: error_text(os),
+    }
+}
+
+/// Evidence for an origin in the service's own code: the answer that preceded a parse
+/// error, a slow dependency that succeeded.
+fn own_code_evidence(graph: &SpanGraph<'_>, ctx: &OriginContext<'_>, evidence: &mut Vec<String>) {
+    let o = ctx.origin;
+    evidence.push(format!(
+        "The error was raised in the own code of service {} and no dependency call on the failing path failed.",
+        graph.span(o).service_name()
+    ));
+    let exception_at = ctx
+        .search
+        .exception
+        .and_then(|n| exception_event(graph.span(n)))
+        .map(|e| e.time_unix_nano)
+        .filter(|t| *t > 0)
+        .unwrap_or_else(|| graph.end(o));
+    if let Some(d) = preceding_answer(graph, o, &ctx.search.path, exception_at) {
+        let ds = graph.span(d);
+        let answered = http_status(ds)
+            .map(|c| format!("HTTP {c}"))
+            .unwrap_or_else(|| "successfully".into());
+        let parse_error = ctx
+            .exception
+            .is_some_and(|e| looks_like_parse_error(&e.exception_type, &e.message));
+        evidence.push(if parse_error {
+            format!(
+                "{} answered {answered} just before the exception, which is a parse error: the handler failed on that answer (a malformed or unexpected payload), the call itself did not fail.",
+                call_label(graph, d)
+            )
+        } else {
+            format!(
+                "{} answered {answered} just before the exception; if the handler was reading that answer, an unexpected payload may be the trigger.",
+                call_label(graph, d)
+            )
+        });
+    }
+    if let Some(b) = ctx
+        .blame
+        .filter(|b| b.is_dependency && !is_failing(graph.span(b.node)))
+    {
+        evidence.push(format!(
+            "{} was slow ({:.1} ms on the critical path) but succeeded: it burned the budget, it did not cause the error.",
+            label(graph.span(b.node)),
+            ms(b.group_nanos)
+        ));
     }
 }
