@@ -257,21 +257,64 @@ pub struct BlameChoice {
     pub is_dependency: bool,
 }
 
-#[derive(Hash, PartialEq, Eq)]
+#[derive(Hash, PartialEq, Eq, Clone)]
 enum GroupKey<'a> {
     Single(usize),
-    Retry(usize, &'a str, &'a str, &'static str),
+    Retry(usize, &'a str, &'a str, &'static str, String),
+}
+
+/// What makes two calls the same operation: the statement, the target, the method and
+/// the route, as the semantic conventions old and new name them. Spans that share only a
+/// name (three different queries of an N+1 loop, all `SELECT`) are different operations.
+const OPERATION_KEYS: [&str; 14] = [
+    "db.query.text",
+    "db.statement",
+    "db.operation.name",
+    "db.operation",
+    "url.full",
+    "http.url",
+    "http.request.method",
+    "http.method",
+    "server.address",
+    "server.port",
+    "net.peer.name",
+    "rpc.service",
+    "rpc.method",
+    "messaging.destination.name",
+];
+
+/// The operation identity of a call, from [`OPERATION_KEYS`].
+pub fn operation_identity(span: &crate::model::Span) -> String {
+    let mut out = String::new();
+    for k in OPERATION_KEYS {
+        if let Some(v) = span.attributes.get(k) {
+            let shown = v.to_display();
+            // A URL's query string carries per-attempt values (retry counters, nonces).
+            let shown = if k.ends_with("url") || k == "url.full" {
+                shown.split(['?', '#']).next().unwrap_or("").to_string()
+            } else {
+                shown
+            };
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&shown);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Chooses the blame: the operation with the largest exclusive critical-path time, where
-/// retried calls of one dependency operation under one parent (same parent, service,
-/// name and kind) count together.
+/// retried calls of one dependency operation under one parent count together. Calls are
+/// attempts of one operation when they share parent, service, name, kind and
+/// [`operation_identity`], and every attempt but the last failed: a retry follows a
+/// failure, so repeated successful calls (an N+1 loop) are separate operations.
 pub fn choose_blame(graph: &SpanGraph<'_>, cp: &CriticalPath, entry: usize) -> Option<BlameChoice> {
     if cp.budget_nanos == 0 {
         return None;
     }
     let entry_service = graph.span(entry).service_name();
-    let key_of = |n: usize| {
+    let raw_key = |n: usize| {
         let span = graph.span(n);
         match graph.parent(n) {
             Some(p) if n != entry && is_dependency(span, entry_service) => GroupKey::Retry(
@@ -279,8 +322,36 @@ pub fn choose_blame(graph: &SpanGraph<'_>, cp: &CriticalPath, entry: usize) -> O
                 span.service_name(),
                 span.name.as_str(),
                 span.kind.as_str(),
+                operation_identity(span),
             ),
             _ => GroupKey::Single(n),
+        }
+    };
+    // Keys whose attempts are retries: every attempt but the last (by start) failed.
+    let mut attempts_of: HashMap<GroupKey<'_>, Vec<usize>> = HashMap::new();
+    for n in 0..graph.len() {
+        if let k @ GroupKey::Retry(..) = raw_key(n) {
+            attempts_of.entry(k).or_default().push(n);
+        }
+    }
+    let retried: std::collections::HashSet<GroupKey<'_>> = attempts_of
+        .into_iter()
+        .filter(|(_, members)| {
+            let mut m = members.clone();
+            m.sort_by_key(|&n| (graph.start(n), n));
+            m.len() > 1
+                && m[..m.len() - 1]
+                    .iter()
+                    .all(|&n| super::classify::is_failing(graph.span(n)))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    let key_of = |n: usize| {
+        let k = raw_key(n);
+        if matches!(k, GroupKey::Retry(..)) && !retried.contains(&k) {
+            GroupKey::Single(n)
+        } else {
+            k
         }
     };
     let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
@@ -451,8 +522,9 @@ mod tests {
         let t = trace(vec![
             sp(1, None, "a", SERVER, "root", 0, 100),
             sp(2, Some(1), "a", INTERNAL, "compute", 0, 35),
-            sp(3, Some(1), "a", CLIENT, "GET", 35, 55),
-            sp(4, Some(1), "a", CLIENT, "GET", 55, 75),
+            // A retry follows a failure: the first two attempts failed.
+            sp(3, Some(1), "a", CLIENT, "GET", 35, 55).http(503),
+            sp(4, Some(1), "a", CLIENT, "GET", 55, 75).http(503),
             sp(5, Some(1), "a", CLIENT, "GET", 75, 100),
         ]);
         let g = SpanGraph::build(&t);
@@ -471,5 +543,43 @@ mod tests {
         let cp = critical_path(&g, 0);
         assert!(choose_blame(&g, &cp, 0).is_none());
         assert!(cp.segments.is_empty());
+    }
+
+    #[test]
+    fn an_n_plus_one_loop_of_different_queries_is_not_a_retry() {
+        let q = |id, stmt: &str, s, e| {
+            sp(id, Some(1), "a", CLIENT, "SELECT", s, e)
+                .attr("db.system", "postgresql")
+                .attr("db.statement", stmt)
+        };
+        let t = trace(vec![
+            sp(1, None, "a", SERVER, "GET /x", 0, 100).http(500),
+            q(2, "SELECT * FROM users WHERE id = $1", 0, 30),
+            q(3, "SELECT * FROM orders WHERE user_id = $1", 30, 60),
+            q(4, "SELECT * FROM items WHERE order_id = $1", 60, 90),
+        ]);
+        let g = SpanGraph::build(&t);
+        let cp = critical_path(&g, 0);
+        let b = choose_blame(&g, &cp, 0).expect("blame");
+        assert_eq!(b.attempts, 1);
+        assert_eq!(b.group_nanos, b.self_nanos);
+    }
+
+    #[test]
+    fn repeated_successful_calls_of_one_statement_are_not_retries_either() {
+        let q = |id, s, e| {
+            sp(id, Some(1), "a", CLIENT, "SELECT", s, e)
+                .attr("db.system", "postgresql")
+                .attr("db.statement", "SELECT * FROM items WHERE id = $1")
+        };
+        let t = trace(vec![
+            sp(1, None, "a", SERVER, "GET /x", 0, 100).http(500),
+            q(2, 0, 30),
+            q(3, 30, 60),
+            q(4, 60, 90).error(),
+        ]);
+        let g = SpanGraph::build(&t);
+        let cp = critical_path(&g, 0);
+        assert_eq!(choose_blame(&g, &cp, 0).expect("blame").attempts, 1);
     }
 }
