@@ -74,6 +74,8 @@ pub struct OriginInfo {
     pub service: String,
     /// Span name.
     pub name: String,
+    /// Span kind (`server`, `client`, ...).
+    pub kind: String,
     /// Readable error: `Type: message`, `HTTP 503`, a status message, ...
     pub error: String,
 }
@@ -715,6 +717,7 @@ fn origin_step(
         span_id: os.span_id.to_string(),
         service: os.service_name().to_string(),
         name: os.name.clone(),
+        kind: os.kind.as_str().to_string(),
         error: error_text(os),
     }
 }

@@ -146,6 +146,74 @@ pub fn read_capture(name: &str, json: &str) -> Result<Capture, String> {
     })
 }
 
+/// Reads the labels of a `zoo.py run` summary (or a capture's `labels` array).
+///
+/// # Errors
+/// A message naming the malformed label.
+pub fn read_labels(v: &Json) -> Result<Vec<Label>, String> {
+    v.as_array()
+        .ok_or_else(|| "labels: not an array".to_string())?
+        .iter()
+        .map(label_from_json)
+        .collect()
+}
+
+/// A verdict as the HTTP API serves it (`GET /api/v1/verdicts/{trace_id}`), reduced to
+/// what the labels check: how the live scenario tests score the running binary.
+pub fn answer_from_api(v: &Json) -> Answer {
+    let text = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+    let triple = |k: &str| {
+        v.get(k)
+            .filter(|o| o.is_object())
+            .map(|o| (text(o, "service"), text(o, "kind"), text(o, "name")))
+    };
+    Answer {
+        classification: text(v, "classification"),
+        origin: triple("origin"),
+        blame: triple("blame"),
+        group: v
+            .get("fingerprint_id")
+            .and_then(Json::as_str)
+            .map(String::from),
+        cohort: v
+            .get("cohort")
+            .and_then(Json::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        confidence: v.get("confidence").and_then(Json::as_f64),
+    }
+}
+
+/// Scores answers obtained elsewhere (the live binary's API) against their labels:
+/// `answers` by trace id (a label without one is a missing verdict), `false_verdicts`
+/// the healthy requests that got one. The baseline needs the spans and is left empty.
+pub fn score_answers(
+    labels: &[Label],
+    answers: &HashMap<String, Answer>,
+    false_verdicts: Vec<String>,
+) -> Report {
+    let outcomes: Vec<Outcome> = labels
+        .iter()
+        .map(|l| judge(l, answers.get(&l.trace_id).cloned()))
+        .collect();
+    let all: Vec<&Label> = labels.iter().collect();
+    let mut overall = figures(&all, &outcomes.iter().collect::<Vec<_>>());
+    overall.false_verdicts = false_verdicts.len();
+    Report {
+        by_framework: grouped(labels, &outcomes, |l| l.framework.clone()),
+        baseline_by_framework: BTreeMap::new(),
+        by_scenario: grouped(labels, &outcomes, |l| {
+            format!("{}/{}", l.framework, l.scenario)
+        }),
+        calibration: calibration(&outcomes),
+        overall,
+        baseline_overall: Figures::default(),
+        outcomes,
+        baseline: Vec::new(),
+        false_verdicts,
+    }
+}
+
 fn label_from_json(v: &Json) -> Result<Label, String> {
     let text = |k: &str| v.get(k).and_then(Json::as_str).map(String::from);
     let trace_id = text("trace_id").ok_or("a label without trace_id")?;
@@ -633,16 +701,19 @@ impl Report {
         }
         out.push_str(&row("**all**", &self.overall));
         out.push_str(&format!(
-            "\n\nHealthy requests given a verdict: {}\n\n## baseline (deepest error span), per framework\n\n",
+            "\n\nHealthy requests given a verdict: {}",
             self.false_verdicts.len()
         ));
-        out.push_str(head);
-        out.push('\n');
-        for (k, f) in &self.baseline_by_framework {
-            out.push_str(&row(k, f));
+        if !self.baseline.is_empty() {
+            out.push_str("\n\n## baseline (deepest error span), per framework\n\n");
+            out.push_str(head);
             out.push('\n');
+            for (k, f) in &self.baseline_by_framework {
+                out.push_str(&row(k, f));
+                out.push('\n');
+            }
+            out.push_str(&row("**all**", &self.baseline_overall));
         }
-        out.push_str(&row("**all**", &self.baseline_overall));
         out.push_str("\n\n## faultline, per scenario\n\n");
         out.push_str(head);
         out.push('\n');
