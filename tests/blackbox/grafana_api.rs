@@ -1,4 +1,4 @@
-//! The direct Grafana data-source path (DESIGN §5b): the `/api/v1/grafana/*` endpoints
+//! The direct Grafana data-source path (docs/contract.md §5b): the `/api/v1/grafana/*` endpoints
 //! answer as the Infinity data source's backend parser expects (flat rows, epoch-ms
 //! windows, zero-filled long-format series, JSON 400s), every HTTP operation conforms to
 //! `openapi/faultline.yaml` (schemathesis), and the shipped Infinity dashboard queries

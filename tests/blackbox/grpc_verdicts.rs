@@ -1,4 +1,4 @@
-//! The gRPC verdict API (`faultline.v1.Verdicts`, DESIGN §4) on the OTLP/gRPC port of the
+//! The gRPC verdict API (`faultline.v1.Verdicts`, docs/contract.md §4) on the OTLP/gRPC port of the
 //! real binary, called with the tonic client generated from the same proto: the same
 //! verdicts as the HTTP API, the same errors, and a live feed that delivers every verdict
 //! in the order it was made without a slow subscriber ever holding analysis back.

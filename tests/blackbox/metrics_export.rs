@@ -1,4 +1,4 @@
-//! `/metrics` as DESIGN §5 and §5b say: the Prometheus text passes `promtool check
+//! `/metrics` as docs/contract.md §5 and §5b say: the Prometheus text passes `promtool check
 //! metrics`, the OpenMetrics page passes Python's strict parser, a real Prometheus
 //! (Debian's 2.42, exemplar storage on) scrapes the verdict series and their trace
 //! exemplars, every PromQL query of the shipped dashboards returns data from it, and

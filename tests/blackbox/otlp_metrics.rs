@@ -1,4 +1,4 @@
-//! The OTLP metrics push (DESIGN §5, `--otlp-metrics-endpoint`): an OTLP receiver in the
+//! The OTLP metrics push (docs/contract.md §5, `--otlp-metrics-endpoint`): an OTLP receiver in the
 //! test (a tonic `MetricsService` server, and an axum `POST /v1/metrics` handler for
 //! OTLP/HTTP) captures what faultline pushes after failing traces: the verdict counter
 //! with its attributes, cumulative monotonic sum and trace exemplar, the receiver's

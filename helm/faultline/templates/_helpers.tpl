@@ -130,7 +130,7 @@ TLS keys of one listener. Arguments: dict "root" $ "prefix" "otlp-grpc" "on" boo
 {{- end }}
 
 {{/*
-The TOML config file (DESIGN §1: keys are the flag names). Strings and lists go through
+The TOML config file (docs/contract.md §1: keys are the flag names). Strings and lists go through
 toJson: a JSON string or array of strings is also a valid TOML basic string or array.
 Only options the user set are written, so the binary's defaults stay the defaults.
 */}}
