@@ -28,7 +28,7 @@ const upstream_1 = require("../lib/upstream");
 let Stores = class Stores {
     db = new pg_1.Pool({ connectionString: process.env.PG_URL, max: 5 });
     // Reports run on their own pool; the server cancels their statements after 1.5 s.
-    reports = new pg_1.Pool({ connectionString: process.env.PG_URL, max: 2, statement_timeout: 1500 });
+    reports = new pg_1.Pool({ connectionString: process.env.PG_URL, max: 4, statement_timeout: 1500 });
     // The inventory ledger allows one connection; a request waits 300 ms for it.
     ledger = new pg_1.Pool({ connectionString: process.env.PG_URL, max: 1, connectionTimeoutMillis: 300 });
     redis = new ioredis_1.default(process.env.REDIS_URL, { maxRetriesPerRequest: 1 });

@@ -25,7 +25,7 @@ import { UpstreamClient } from '../lib/upstream';
 class Stores implements OnModuleDestroy {
   readonly db = new Pool({ connectionString: process.env.PG_URL, max: 5 });
   // Reports run on their own pool; the server cancels their statements after 1.5 s.
-  readonly reports = new Pool({ connectionString: process.env.PG_URL, max: 2, statement_timeout: 1500 });
+  readonly reports = new Pool({ connectionString: process.env.PG_URL, max: 4, statement_timeout: 1500 });
   // The inventory ledger allows one connection; a request waits 300 ms for it.
   readonly ledger = new Pool({ connectionString: process.env.PG_URL, max: 1, connectionTimeoutMillis: 300 });
   readonly redis = new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: 1 });
