@@ -3,8 +3,10 @@
 //! calibration table of the confidence figures.
 //!
 //! ```text
-//! cargo run --release --bin faultline-eval [-- [--json] [CAPTURE.json|DIR ...]]
+//! cargo run --release --bin faultline-eval [-- [--json] [--trace ID] [CAPTURE.json|DIR ...]]
 //! ```
+//! `--trace ID` prints the verdict of that one trace as the API would serve it (with its
+//! evidence), to see why a label was missed.
 //! Without paths it reads every `tests/zoo/captures/*.json`. Prints Markdown tables (or
 //! the whole report as JSON with `--json`); exits 1 when a labelled verdict is wrong, a
 //! healthy request got a verdict or a capture cannot be read.
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use faultline::analysis::AnalysisConfig;
+use faultline::analysis::{analyze_trace, AnalysisConfig};
 use faultline::eval::{read_capture, score, Capture};
 
 fn captures_in(paths: &[PathBuf]) -> Result<Vec<Capture>, String> {
@@ -44,10 +46,13 @@ fn captures_in(paths: &[PathBuf]) -> Result<Vec<Capture>, String> {
 
 fn main() -> ExitCode {
     let mut json = false;
+    let mut trace = None;
     let mut paths = Vec::new();
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => json = true,
+            "--trace" => trace = args.next(),
             "-h" | "--help" => {
                 println!("usage: faultline-eval [--json] [CAPTURE.json|DIR ...]\n\nScores the verdicts on labelled zoo captures (default: tests/zoo/captures).");
                 return ExitCode::SUCCESS;
@@ -69,6 +74,23 @@ fn main() -> ExitCode {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    if let Some(id) = trace {
+        let found = captures
+            .iter()
+            .flat_map(|c| &c.traces)
+            .find(|t| t.trace_id.to_string() == id);
+        let Some(t) = found else {
+            eprintln!("faultline-eval: no trace {id} in the captures");
+            return ExitCode::from(2);
+        };
+        for v in analyze_trace(t, &AnalysisConfig::default(), now) {
+            match serde_json::to_string_pretty(&v) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("faultline-eval: {e}"),
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let report = score(&captures, &AnalysisConfig::default(), now);
     if json {
         match serde_json::to_string_pretty(&report) {

@@ -124,11 +124,15 @@ pub fn call_reason(span: &Span) -> Option<&'static str> {
     if a.get("messaging.system").is_some() && span.kind != SpanKind::Consumer {
         return Some("a messaging call");
     }
+    // A route names the handler of the *serving* side: framework spans inside a server
+    // (NestJS's controller spans carry `http.route`, `http.url` and `http.method`) are
+    // not calls, whatever else they copy from the request.
     let http_client = (a.get("http.request.method").is_some()
         && (a.get("server.address").is_some() || a.get("url.full").is_some()))
         || a.get("http.url").is_some()
         || a.get("net.peer.name").is_some();
-    (http_client && span.kind != SpanKind::Server).then_some("an HTTP client call")
+    let serving = a.get("http.route").is_some();
+    (http_client && !serving && span.kind != SpanKind::Server).then_some("an HTTP client call")
 }
 
 /// True for dependency spans (DESIGN §3).
@@ -322,8 +326,6 @@ pub struct ScoreInputs {
     pub typed_failure: bool,
     /// The failing dependency is a recorded call span on the entry's critical path.
     pub on_critical_path: bool,
-    /// The failing dependency is a downstream server that answered 5xx with no reason.
-    pub unexplained_downstream: bool,
     /// The origin recorded an exception event.
     pub has_exception: bool,
     /// That exception carries a stack trace.
@@ -353,7 +355,8 @@ pub struct ScoreInputs {
 /// - `late_dependency_failure`: 0.6 for a failing call with no recognisable type,
 ///   0.75 when typed (timeout, refused, pool/lock, gRPC 4/14, HTTP 5xx), +0.15 when the
 ///   failing call lies on the entry's critical path (so 0.9 for a timed-out call that
-///   burned the budget); 0.5 for a downstream server that answered 5xx without saying why.
+///   burned the budget). A downstream server that answered 5xx without saying why is no
+///   origin: the verdict is `inconclusive`.
 /// - -0.1 when an inferred parent link lies between the entry and the origin; -0.15 when
 ///   a hop of the wrapper chain rests on timing alone, -0.05 when matched by message;
 ///   -0.05 when clocks were shifted; -0.1 for a handler defect whose stack has no in-app
@@ -365,18 +368,8 @@ pub fn score(inputs: &ScoreInputs) -> (Classification, f64) {
         return (Classification::Inconclusive, 0.0);
     }
     let (class, mut confidence): (Classification, f64) = if inputs.dependency_failed {
-        let base = if inputs.unexplained_downstream {
-            0.5
-        } else if inputs.typed_failure {
-            0.75
-        } else {
-            0.6
-        };
-        let path_bonus = if inputs.on_critical_path && !inputs.unexplained_downstream {
-            0.15
-        } else {
-            0.0
-        };
+        let base = if inputs.typed_failure { 0.75 } else { 0.6 };
+        let path_bonus = if inputs.on_critical_path { 0.15 } else { 0.0 };
         (Classification::LateDependencyFailure, base + path_bonus)
     } else {
         let base = match (inputs.has_exception, inputs.has_stack) {

@@ -24,7 +24,8 @@
 //! 3. **Through the call.** An explained exception is a wrapper: the walk goes through the
 //!    call into the service that answered it and repeats from step 1 there. A call whose
 //!    callee did not fail (a client-side timeout) or left no spans is the origin itself;
-//!    a callee that failed without saying why is the origin as an unexplained downstream.
+//!    a callee that failed without saying why ends the walk with no origin: the trace
+//!    does not tell what failed there (the verdict is inconclusive and names it).
 //! 4. **Nothing thrown.** A segment that threw nothing is explained by its last failed
 //!    call that was not recovered from, else by an own span with status ERROR; spans that
 //!    only carry the response's status (ASGI `http send`) report the error and are never
@@ -116,8 +117,10 @@ pub struct OriginSearch {
     pub hops: Vec<Hop>,
     /// The node whose exception event is the cause to fingerprint, if any.
     pub exception: Option<usize>,
-    /// The downstream server that failed without saying why, when that is the origin.
-    pub unexplained_downstream: bool,
+    /// Where the walk ended without a cause: a downstream server that answered an error
+    /// without recording an exception, an own span with status ERROR or a failed call.
+    /// The trace does not say what failed there, so there is no origin.
+    pub silent_downstream: Option<usize>,
     /// When the origin is a span that threw while an earlier, different exception of the
     /// same segment was being handled (an error responder failing): that earlier one.
     pub handling: Option<usize>,
@@ -627,9 +630,9 @@ pub fn find_origin(graph: &SpanGraph<'_>, entry: usize) -> OriginSearch {
             }
             Step::Nothing => {
                 if root != entry {
-                    // A downstream server that failed without saying why.
-                    origin = Some(root);
-                    search.unexplained_downstream = true;
+                    // A downstream server that failed without saying why: the trail
+                    // ends there, with no cause to name.
+                    search.silent_downstream = Some(root);
                 }
                 break;
             }

@@ -356,6 +356,7 @@ pub fn assemble(
     };
     let origin = match search.origin {
         None => {
+            evidence.extend(hop_sentences(graph, &search));
             evidence.push(inconclusive_sentence(graph, entry, status, &search));
             None
         }
@@ -528,6 +529,15 @@ fn inconclusive_sentence(
     search: &OriginSearch,
 ) -> String {
     let es = graph.span(entry);
+    if let Some(n) = search.silent_downstream {
+        let ns = graph.span(n);
+        return format!(
+            "Inconclusive: the failure leads down to {}, which answered {} without recording an exception, an ERROR status on its own spans or a failed call of its own: the trace does not say what failed there. Missing evidence: {}'s exception (does its error handler record it on the span?).",
+            label(ns),
+            status_text(ns, http_status(ns).or(grpc_status(ns)).unwrap_or(0)),
+            ns.service_name()
+        );
+    }
     if graph.children(entry).is_empty() {
         return format!(
             "Inconclusive: the entry has no child spans and recorded no exception event; only its {} says it failed. Missing evidence: an exception event on the handler or spans for the calls it made.",
@@ -663,10 +673,8 @@ fn origin_step(
     } else {
         call_reason(os)
     };
-    let unexplained_downstream = search.unexplained_downstream;
-    inputs.dependency_failed = typed.is_some() || call.is_some() || unexplained_downstream;
+    inputs.dependency_failed = typed.is_some() || call.is_some();
     inputs.typed_failure = typed.is_some() || answered_5xx.is_some();
-    inputs.unexplained_downstream = unexplained_downstream;
     inputs.on_critical_path = ctx.cp.contains(o);
     inputs.has_exception = exc_parts.is_some();
     inputs.has_stack = exc_parts.is_some_and(|(_, _, st)| !st.trim().is_empty());
@@ -691,12 +699,6 @@ fn origin_step(
             if inputs.on_critical_path { " on the critical path" } else { "" },
             es.service_name(),
             status_text(es, ctx.status)
-        ));
-    } else if unexplained_downstream {
-        evidence.push(format!(
-            "{} answered {} without recording an exception or a failing call: the failure lies in that dependency but its cause is not visible.",
-            label(os),
-            status_text(os, http_status(os).or(grpc_status(os)).unwrap_or(0))
         ));
     } else if let Some(t) = typed {
         evidence.push(format!(
