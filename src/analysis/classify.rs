@@ -267,8 +267,10 @@ const REJECTED_QUERY_TYPES: [&str; 13] = [
     "sqlintegrityconstraintviolationexception",
 ];
 
-/// Messages of the same, across PostgreSQL, MySQL and SQLite drivers.
-const REJECTED_QUERY_MESSAGES: [&str; 12] = [
+/// Messages of the same, across PostgreSQL, MySQL and SQLite drivers, and Redis's
+/// replies to a command that is wrong for the data (`WRONGTYPE Operation against a key
+/// holding the wrong kind of value`, an unknown command or script).
+const REJECTED_QUERY_MESSAGES: [&str; 16] = [
     "syntax error",
     "no such table",
     "no such column",
@@ -281,6 +283,10 @@ const REJECTED_QUERY_MESSAGES: [&str; 12] = [
     "doesn't exist",
     "er_parse_error",
     "er_dup_entry",
+    "wrongtype",
+    "unknown command",
+    "wrong number of arguments",
+    "noscript",
 ];
 
 /// Why a failing database span is the database refusing a wrong query rather than the

@@ -12,6 +12,11 @@
 //! `sanitizeOverFlowingChildren` does); overlapping children that end after the walk's
 //! cursor are not on the path.
 //!
+//! Changed versus both: a span that outlives its parent *on the same clock* (same
+//! service) is first re-attached to the nearest ancestor of that service still open when
+//! it ended (a hook's or middleware's span that ended at once, with the route handler
+//! running in its context), and clipped only there ([`lifted`]).
+//!
 //! Changed versus Jaeger, following CRISP: a child that ends exactly where the next one
 //! starts (touching at a boundary) is on the path — CRISP's happens-before is `<=`,
 //! Jaeger's `findLastFinishingChildSpan` uses `<` and skips it (jaeger#9148). The walk is
@@ -101,10 +106,55 @@ struct Frame {
     next: usize,
 }
 
+/// Spans that outlive their parent on the same clock, re-attached for the walk to the
+/// nearest ancestor of the same service that outlasts them (below the entry):
+/// `(moved, new parent)`.
+///
+/// Context managers that end early leave the work done after them as their children: a
+/// Fastify hook's or an Express middleware's span ends at once while the route handler
+/// that ran inside its context goes on for a second. Clipped to that parent, the handler
+/// and everything below it would vanish from the path and the server span would seem to
+/// have burned the whole budget. The request did wait for that work, so it belongs to the
+/// ancestor that was still open.
+fn lifted(graph: &SpanGraph<'_>, entry: usize) -> HashMap<usize, usize> {
+    let mut moved = HashMap::new();
+    for c in graph.subtree(entry) {
+        let Some(p) = graph.parent(c).filter(|_| c != entry) else {
+            continue;
+        };
+        let child = graph.span(c);
+        if child.kind == SpanKind::Consumer || child.service_name() != graph.span(p).service_name()
+        {
+            continue;
+        }
+        let end = graph.end(c) as i128;
+        if end <= graph.end(p) as i128 + CLOCK_TOLERANCE_NANOS {
+            continue;
+        }
+        let mut to = p;
+        let mut steps = 0usize;
+        while to != entry && end > graph.end(to) as i128 + CLOCK_TOLERANCE_NANOS {
+            match graph.parent(to) {
+                Some(a) if graph.span(a).service_name() == child.service_name() => to = a,
+                _ => break,
+            }
+            steps += 1;
+            if steps > graph.len() {
+                break;
+            }
+        }
+        if to != p {
+            moved.insert(c, to);
+        }
+    }
+    moved
+}
+
 /// Children of `node` placed in its (already corrected and clipped) window `[s, e]`,
 /// ordered for the walk: latest end first.
 fn placed_children(
     graph: &SpanGraph<'_>,
+    moved: &HashMap<usize, usize>,
     node: usize,
     offset: i128,
     s: i128,
@@ -113,7 +163,15 @@ fn placed_children(
 ) -> Vec<Kid> {
     let parent = graph.span(node);
     let mut kids = Vec::new();
-    for &c in graph.children(node) {
+    let adopted = moved.iter().filter(|(_, &to)| to == node).map(|(&c, _)| c);
+    let own = graph
+        .children(node)
+        .iter()
+        .copied()
+        .filter(|c| !moved.contains_key(c));
+    let mut children: Vec<usize> = own.chain(adopted).collect();
+    children.sort_unstable();
+    for c in children {
         let child = graph.span(c);
         let (raw_s, raw_e) = (graph.start(c) as i128, graph.end(c) as i128);
         let mut child_offset = offset;
@@ -173,7 +231,8 @@ pub fn critical_path(graph: &SpanGraph<'_>, entry: usize) -> CriticalPath {
         return cp;
     }
     let (s, e) = (ws as i128, we as i128);
-    let kids = placed_children(graph, entry, 0, s, e, &mut cp.notes);
+    let moved = lifted(graph, entry);
+    let kids = placed_children(graph, &moved, entry, 0, s, e, &mut cp.notes);
     let mut stack = vec![Frame {
         node: entry,
         start: s,
@@ -205,6 +264,7 @@ pub fn critical_path(graph: &SpanGraph<'_>, entry: usize) -> CriticalPath {
                 top.cursor = kid.start;
                 let kids = placed_children(
                     graph,
+                    &moved,
                     kid.node,
                     kid.offset,
                     kid.start,

@@ -117,6 +117,11 @@ pub struct OriginSearch {
     pub hops: Vec<Hop>,
     /// The node whose exception event is the cause to fingerprint, if any.
     pub exception: Option<usize>,
+    /// Where the fingerprinted exception shows no code path of its own (an instrumented
+    /// client's copy: library frames only) and the code that made the call raised a
+    /// *different* exception (a wrapper): that node, whose stack locates the call site.
+    /// The fingerprint takes the cause's type and message and the call site's frames.
+    pub call_site: Option<usize>,
     /// Where the walk ended without a cause: a downstream server that answered an error
     /// without recording an exception, an own span with status ERROR or a failed call.
     /// The trace does not say what failed there, so there is no origin.
@@ -546,10 +551,71 @@ enum Step {
     Nothing,
 }
 
+/// True when `a` is a proper ancestor of `b`.
+fn is_ancestor(graph: &SpanGraph<'_>, a: usize, b: usize) -> bool {
+    let mut cur = graph.parent(b);
+    let mut steps = 0usize;
+    while let Some(p) = cur {
+        if p == a {
+            return true;
+        }
+        steps += 1;
+        if steps > graph.len() {
+            break;
+        }
+        cur = graph.parent(p);
+    }
+    false
+}
+
+/// True when `x` was thrown after `y`. In order of trust:
+/// 1. **Nesting**: an exception recorded on an ancestor of the other's site was raised
+///    on the way out, after it (a filter or wrapper replacing the handler's error).
+/// 2. **Time**, where the events lie further apart than the clock tolerance.
+/// 3. **How far it travelled**, for ties in time between unrelated branches (the Node
+///    SDK's millisecond span starts make cross-span event times uncertain by 1 ms): the
+///    error the handler raised bubbles up through every layer and is recorded by each,
+///    then reaches the error-handling middleware, a sibling branch; an exception that
+///    middleware raises itself is recorded once. The one recorded by fewer spans is
+///    the later.
+fn thrown_after(graph: &SpanGraph<'_>, x: &Thrown<'_>, y: &Thrown<'_>) -> bool {
+    let encloses = |a: &Thrown<'_>, b: &Thrown<'_>| {
+        a.sites
+            .iter()
+            .any(|&s| b.sites.iter().any(|&t| is_ancestor(graph, s, t)))
+    };
+    match (encloses(x, y), encloses(y, x)) {
+        (true, false) => return true,
+        (false, true) => return false,
+        _ => {}
+    }
+    let (fx, fy) = (i128::from(x.first), i128::from(y.first));
+    if (fx - fy).abs() > CLOCK_TOLERANCE_NANOS {
+        return fx > fy;
+    }
+    if x.sites.len() != y.sites.len() {
+        return x.sites.len() < y.sites.len();
+    }
+    (x.first, x.site) > (y.first, y.site)
+}
+
+/// Orders the segment's exceptions, the one thrown last at the end (see [`thrown_after`]).
+fn order_thrown(graph: &SpanGraph<'_>, thrown: &mut [Thrown<'_>]) {
+    thrown.sort_by_key(|t| (t.first, t.site));
+    // Insertion sort with the pairwise rule: a handful of exceptions per segment.
+    for i in 1..thrown.len() {
+        let mut j = i;
+        while j > 0 && thrown_after(graph, &thrown[j - 1], &thrown[j]) {
+            thrown.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 fn step(graph: &SpanGraph<'_>, root: usize, search: &mut OriginSearch) -> Step {
     let seg = segment(graph, root);
     let mut thrown = thrown(graph, &seg);
-    thrown.sort_by_key(|t| (t.first, t.site));
+    order_thrown(graph, &mut thrown);
     if let Some(last) = thrown.last() {
         if let Some((call, link)) = explaining_call(graph, &seg, last, &mut search.recovered) {
             return Step::Through(Hop {
@@ -660,6 +726,7 @@ pub fn find_origin(graph: &SpanGraph<'_>, entry: usize) -> OriginSearch {
         None => vec![entry],
     };
     search.exception = origin.and_then(|o| cause_exception(graph, &search, o));
+    search.call_site = origin.and_then(|o| call_site(graph, &search, o));
     search
 }
 
@@ -709,9 +776,23 @@ fn cause_exception(graph: &SpanGraph<'_>, search: &OriginSearch, origin: usize) 
             .iter()
             .any(|x| x.name == "exception" && has_in_app_stack(x))
     });
+    let same_as_own = |n: usize| {
+        own.is_some_and(|e| {
+            let (ty, msg, _) = exception_parts(e);
+            graph.span(n).events.iter().any(|x| {
+                x.name == "exception" && {
+                    let (t, m, _) = exception_parts(x);
+                    t == ty && m == msg
+                }
+            })
+        })
+    };
     match own {
         Some(e) if has_in_app_stack(e) => Some(origin),
-        Some(_) if caller_in_app.is_some() => caller_in_app,
+        // The caller recorded the very same exception with its code path: that copy.
+        // A different exception there is a wrapper: the cause stays the origin's own
+        // (the wrapper's frames locate the call site, see [`call_site`]).
+        Some(_) if caller_in_app.is_some_and(same_as_own) => caller_in_app,
         Some(e) => {
             let (ty, msg, _) = exception_parts(e);
             candidates
@@ -729,6 +810,24 @@ fn cause_exception(graph: &SpanGraph<'_>, search: &OriginSearch, origin: usize) 
         }
         None => caller_copy,
     }
+}
+
+/// The call site of a cause that shows no code path: the caller's wrapper exception with
+/// in-app frames, when the fingerprinted exception is the origin's own copy without any.
+fn call_site(graph: &SpanGraph<'_>, search: &OriginSearch, origin: usize) -> Option<usize> {
+    let chosen = search.exception?;
+    let event = chosen_exception(graph, chosen)?;
+    if has_in_app_stack(event) {
+        return None;
+    }
+    let service = graph.span(origin).service_name();
+    search
+        .hops
+        .last()
+        .filter(|h| h.call == origin)
+        .and_then(|h| h.thrown_at)
+        .filter(|&n| n != chosen && graph.span(n).service_name() == service)
+        .filter(|&n| chosen_exception(graph, n).is_some_and(has_in_app_stack))
 }
 
 /// The exception event of `node` that the search chose: the last one, or the one that

@@ -1006,6 +1006,36 @@ fn a_dependency_failure_is_fingerprinted_by_the_handler_stack_that_made_the_call
 }
 
 #[test]
+fn a_redis_command_wrong_for_the_data_is_a_handler_defect_like_a_rejected_query() {
+    // ioredis: the key holds a string, the code asks for a list.
+    let t = trace(vec![
+        sp(1, None, "catalog", SERVER, "GET /recs", 0, 100).http(503).error(),
+        sp(2, Some(1), "catalog", INTERNAL, "request handler", 1, 99)
+            .exception("ServiceUnavailableError", "recommendations unavailable", ""),
+        sp(3, Some(2), "catalog", CLIENT, "lrange", 10, 12)
+            .attr("db.system", "redis")
+            .error()
+            .exception(
+                "ReplyError",
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                "",
+            ),
+    ]);
+    let cfg = AnalysisConfig {
+        error_statuses: vec![503],
+        ..AnalysisConfig::default()
+    };
+    let v = analyze_trace(&t, &cfg, 0).remove(0);
+    assert_eq!(
+        v.classification,
+        Classification::DeterministicHandlerDefect,
+        "{:#?}",
+        v.evidence
+    );
+    assert_eq!(v.origin.as_ref().map(|o| o.name.as_str()), Some("lrange"));
+}
+
+#[test]
 fn a_query_the_database_rejects_is_a_handler_defect_not_a_dependency_failure() {
     let t = trace(vec![
         sp(1, None, "orders", SERVER, "GET /orders/<id>", 0, 100)

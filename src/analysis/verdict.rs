@@ -20,7 +20,7 @@ use super::critical_path::{
 };
 use super::entry::{entry_status, grpc_status, http_status, route, FailingRequest};
 use super::fingerprint::stack::parse as parse_stack;
-use super::fingerprint::{fingerprint, ExceptionInfo};
+use super::fingerprint::{fingerprint_at, ExceptionInfo, Site};
 use super::graph::{label, SpanGraph};
 use super::origin::{find_origin, Link, OriginSearch};
 use super::AnalysisConfig;
@@ -93,6 +93,12 @@ pub struct ExceptionRecord {
     pub message: String,
     /// `exception.stacktrace`.
     pub stacktrace: String,
+    /// The stack of the wrapper the calling code raised, when this exception's own stack
+    /// shows no code path (see [`super::fingerprint::Site`]); empty otherwise.
+    pub call_site_stack: String,
+    /// The handler that served the request in the recording span's service
+    /// (`GET /products/:sku`), empty when unknown.
+    pub handler: String,
 }
 
 /// One nested entry of the chain, outermost first.
@@ -349,7 +355,9 @@ pub fn assemble(
     let blame = blame_info(graph, blame_choice.as_ref(), budget, &mut evidence);
 
     let search = find_origin(graph, entry);
-    let exception = search.exception.and_then(|n| exception_record(graph, n));
+    let exception = search
+        .exception
+        .and_then(|n| exception_record(graph, n, search.call_site));
     let mut inputs = ScoreInputs {
         clock_shifted: !cp.notes.is_empty(),
         ..ScoreInputs::default()
@@ -383,7 +391,11 @@ pub fn assemble(
             message: &e.message,
             stacktrace: &e.stacktrace,
         };
-        fingerprint(&info, &e.span_name)
+        let site = Site {
+            call_site_stack: &e.call_site_stack,
+            handler: &e.handler,
+        };
+        fingerprint_at(&info, &e.span_name, &site)
     });
     let request = graph.subtree(entry);
     let cohort = cohort(
@@ -507,8 +519,16 @@ fn blame_info(
 }
 
 /// The exception event of `node`, copied out for the fingerprinter and the stores.
-fn exception_record(graph: &SpanGraph<'_>, node: usize) -> Option<ExceptionRecord> {
+fn exception_record(
+    graph: &SpanGraph<'_>,
+    node: usize,
+    call_site: Option<usize>,
+) -> Option<ExceptionRecord> {
     let s = graph.span(node);
+    let call_site_stack = call_site
+        .and_then(|n| exception_event(graph.span(n)))
+        .map(|e| exception_parts(e).2.to_string())
+        .unwrap_or_default();
     exception_event(s).map(|e| {
         let (ty, msg, stack) = exception_parts(e);
         ExceptionRecord {
@@ -517,8 +537,38 @@ fn exception_record(graph: &SpanGraph<'_>, node: usize) -> Option<ExceptionRecor
             exception_type: ty.to_string(),
             message: msg.to_string(),
             stacktrace: stack.to_string(),
+            call_site_stack,
+            handler: handler_of(graph, node),
         }
     })
+}
+
+/// The handler serving the request where `node` ran: its service's nearest SERVER (or
+/// CONSUMER) span at or above it, as `METHOD route` (`GET /products/:sku`), else that
+/// span's name; empty when there is none.
+fn handler_of(graph: &SpanGraph<'_>, node: usize) -> String {
+    let service = graph.span(node).service_name();
+    let mut cur = Some(node);
+    let mut steps = 0usize;
+    while let Some(n) = cur {
+        let s = graph.span(n);
+        if s.service_name() != service || steps > graph.len() {
+            break;
+        }
+        if matches!(s.kind, SpanKind::Server | SpanKind::Consumer) {
+            let a = &s.attributes;
+            let method = a
+                .get_str("http.request.method")
+                .or_else(|| a.get_str("http.method"));
+            return match (method, a.get_str("http.route")) {
+                (Some(m), Some(r)) => format!("{m} {r}"),
+                _ => s.name.clone(),
+            };
+        }
+        cur = graph.parent(n);
+        steps += 1;
+    }
+    String::new()
 }
 
 /// Why there is no origin: which evidence is missing.

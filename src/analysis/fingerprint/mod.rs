@@ -22,6 +22,12 @@
 //! 6. `id` = the first 16 hex digits of XXH3-64 over the components, joined
 //!    with a separator byte and prefixed with a version tag — stable across
 //!    processes, platforms and Rust versions (unlike std's `DefaultHasher`).
+//!    When the exception's own stack has no in-app frame but the code that made
+//!    the failed call raised a wrapper with some ([`Site::call_site_stack`]),
+//!    the wrapper's frames are used with the cause's type; when an in-app frame
+//!    is an anonymous function (an Express route's arrow function), the
+//!    handler serving the request ([`Site::handler`], `GET /products/:sku`) is a
+//!    component too, standing in for the missing name.
 //! 7. `text` = `type|function|template` for stack groups (the innermost named
 //!    in-app function; the template of this occurrence's message, shown but
 //!    not hashed) and `type|span name|template` for message groups.
@@ -74,10 +80,35 @@ pub struct Fingerprint {
     pub id: String,
 }
 
+/// Where an exception was raised, beyond its own stack: what the verdict knows about
+/// the code path when the stack alone cannot tell it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Site<'a> {
+    /// A stack whose in-app frames locate the code that made the failed call, used when
+    /// the exception's own stack has none (an instrumented client's copy holds library
+    /// frames only; the caller's wrapper shows which code path called).
+    pub call_site_stack: &'a str,
+    /// The handler serving the request (`GET /products/:sku`), which names the code path
+    /// when in-app frames are anonymous functions (`at /srv/app.js:57:30`, an Express
+    /// route's arrow function): it stands in for the missing function name.
+    pub handler: &'a str,
+}
+
 /// Fingerprints one exception seen on a span named `span_name`.
 ///
 /// `None` when there is no exception at all (empty type, message and stack).
 pub fn fingerprint(exc: &ExceptionInfo<'_>, span_name: &str) -> Option<Fingerprint> {
+    fingerprint_at(exc, span_name, &Site::default())
+}
+
+/// [`fingerprint`] with what is known of the site: frames from the call site when the
+/// exception has no in-app frame of its own, and the handler in place of anonymous
+/// in-app functions.
+pub fn fingerprint_at(
+    exc: &ExceptionInfo<'_>,
+    span_name: &str,
+    site: &Site<'_>,
+) -> Option<Fingerprint> {
     let given_type = exc.exception_type.trim();
     let given_message = exc.message.trim();
     let stacktrace = exc.stacktrace.trim();
@@ -103,7 +134,15 @@ pub fn fingerprint(exc: &ExceptionInfo<'_>, span_name: &str) -> Option<Fingerpri
         .unwrap_or(given_message);
     let template = message_template(message);
 
-    let frames = parsed.as_ref().map(top_in_app_frames).unwrap_or_default();
+    let mut frames = parsed.as_ref().map(top_in_app_frames).unwrap_or_default();
+    let call_site = if frames.is_empty() && !site.call_site_stack.trim().is_empty() {
+        stack::parse(site.call_site_stack)
+    } else {
+        None
+    };
+    if let Some(p) = &call_site {
+        frames = top_in_app_frames(p);
+    }
     if frames.is_empty() {
         let span = span_name.trim();
         let id = hash_id(&["message", &exception_type, &template, span]);
@@ -116,12 +155,23 @@ pub fn fingerprint(exc: &ExceptionInfo<'_>, span_name: &str) -> Option<Fingerpri
     for f in &frames {
         components.push(format!("{}@{}", f.function, f.file));
     }
+    let handler = site.handler.trim();
+    let anonymous = frames.iter().any(|f| f.function.is_empty()) && !handler.is_empty();
+    if anonymous {
+        components.push(format!("handler:{handler}"));
+    }
     let refs: Vec<&str> = components.iter().map(String::as_str).collect();
     let id = hash_id(&refs);
-    let shown = frames.iter().find(|f| !f.function.is_empty()).map_or_else(
-        || frames.first().map_or("", |f| f.file.as_str()),
-        |f| f.function.as_str(),
-    );
+    let file_and_handler;
+    let shown = match frames.iter().find(|f| !f.function.is_empty()) {
+        Some(f) => f.function.as_str(),
+        None if anonymous => {
+            let file = frames.first().map_or("", |f| f.file.as_str());
+            file_and_handler = format!("{file} ({handler})");
+            file_and_handler.as_str()
+        }
+        None => frames.first().map_or("", |f| f.file.as_str()),
+    };
     Some(Fingerprint {
         text: format!("{exception_type}|{shown}|{template}"),
         id,

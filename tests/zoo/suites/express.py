@@ -140,6 +140,15 @@ def dependency(service, kind, names, bug, coh, why, blame=None):
     return lab
 
 
+
+def rejected(service, kind, names, bug, coh, why):
+    """The store answered by rejecting a command wrong for the data (a missing table,
+    Redis WRONGTYPE): the same request shape fails the same way and no retry helps, so
+    the contract files it as the handler's data-path defect, at the store call."""
+    lab = dependency(service, kind, names, bug, coh, why)
+    lab["classification"] = "deterministic_handler_defect"
+    return lab
+
 def handler_origin(service, route, bug, coh, why):
     """Origin of an exception thrown in an async handler. The SDK records it on three
     INTERNAL spans: instrumentation-express's `request handler` (status ERROR), and
@@ -244,7 +253,9 @@ def partner_timeout(cluster, rec, n):
                      CATALOG, "client", UNDICI, "express.catalog.fx-timeout", cohort(CATALOG, "umbrella"),
                      "catalog gives pricing's FX lookup 300 ms (AbortSignal.timeout); pricing takes 1 s for "
                      "EUR: the fetch aborts with TimeoutError, UpstreamError, catalog 500, edge wraps",
-                     blame={"service": CATALOG, "names": UNDICI}))
+                     # The 300 ms are spent in pricing's handler (its 1 s setTimeout), which
+                     # catalog's fetch waits on: that handler burned the budget.
+                     blame={"service": PRICING, "names": ["request handler - /rates/fx"]}))
 
 
 def no_exception_500(cluster, rec, n):
@@ -262,7 +273,7 @@ def retries_store(cluster, rec, n):
     e = cluster.url("edge")
     rec.call(e, "GET", "/api/stock/SKU-100", headers=H("acme"))
     for _ in range(n):
-        rec.call(e, "GET", "/api/stock/SKU-105", expect=500, headers=H("acme"), label=dependency(
+        rec.call(e, "GET", "/api/stock/SKU-105", expect=500, headers=H("acme"), label=rejected(
             CATALOG, "client", ["hgetall"], "express.catalog.stock-wrongtype",
             cohort(CATALOG, "acme", ["edge.stock-retries=3"]),
             "stock:SKU-105 is a string, HGETALL fails with WRONGTYPE, catalog answers 503 "

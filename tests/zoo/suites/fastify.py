@@ -144,6 +144,15 @@ def dependency(service, kind, names, bug, coh, why, blame=None):
     return lab
 
 
+
+def rejected(service, kind, names, bug, coh, why):
+    """The store answered by rejecting a command wrong for the data (a missing table,
+    Redis WRONGTYPE): the same request shape fails the same way and no retry helps, so
+    the contract files it as the handler's data-path defect, at the store call."""
+    lab = dependency(service, kind, names, bug, coh, why)
+    lab["classification"] = "deterministic_handler_defect"
+    return lab
+
 def handler_origin(service, route, handler, bug, coh, why):
     """Origin of an exception thrown in an async route handler: instrumentation-fastify's
     `request handler - <handler function name>` (INTERNAL, exception event + status
@@ -257,7 +266,9 @@ def partner_timeout(cluster, rec, n):
                      CATALOG, "client", HTTP_GET, "fastify.catalog.fx-timeout", cohort(CATALOG, "umbrella"),
                      "catalog gives pricing's FX lookup 300 ms (axios timeout); pricing takes 1 s for EUR: "
                      "axios aborts ('timeout of 300ms exceeded'), UpstreamError, catalog 500, edge wraps",
-                     blame={"service": CATALOG, "names": HTTP_GET}))
+                     # The 300 ms are spent in pricing's handler (its 1 s sleep), which
+                     # catalog's axios call waits on: that handler burned the budget.
+                     blame={"service": PRICING, "names": ["request handler - fxRate"]}))
 
 
 def no_exception_500(cluster, rec, n):
@@ -274,7 +285,7 @@ def retries_store(cluster, rec, n):
     e = cluster.url("edge")
     rec.call(e, "GET", "/api/stock/SKU-100?warehouse=us", headers=H("acme"))
     for _ in range(n):
-        rec.call(e, "GET", "/api/stock/SKU-100?warehouse=ap", expect=500, headers=H("acme"), label=dependency(
+        rec.call(e, "GET", "/api/stock/SKU-100?warehouse=ap", expect=500, headers=H("acme"), label=rejected(
             CATALOG, "client", PG_SELECT, "fastify.catalog.stock-table-missing",
             cohort(CATALOG, "acme", ["edge.retry-budget=3"]),
             "the stock_ap table was never migrated: the SELECT fails with 42P01, catalog answers 503 "

@@ -151,6 +151,15 @@ def dependency(service, kind, names, bug, coh, why, blame=None):
 
 
 # --------------------------------------------------------------- scenarios
+
+def rejected(service, kind, names, bug, coh, why):
+    """The store answered by rejecting a command wrong for the data (a missing table,
+    Redis WRONGTYPE): the same request shape fails the same way and no retry helps, so
+    the contract files it as the handler's data-path defect, at the store call."""
+    lab = dependency(service, kind, names, bug, coh, why)
+    lab["classification"] = "deterministic_handler_defect"
+    return lab
+
 def null_field_defect(cluster, rec, n):
     e = cluster.url("edge")
     rec.call(e, "GET", "/storefront/items/SKU-3", headers=H("acme"))
@@ -250,7 +259,7 @@ def retries_store_failure(cluster, rec, n):
     e = cluster.url("edge")
     rec.call(e, "GET", "/storefront/recommendations", headers=H("acme"))
     for _ in range(n):
-        rec.call(e, "GET", "/storefront/recommendations", expect=500, headers=H("globex"), label=dependency(
+        rec.call(e, "GET", "/storefront/recommendations", expect=500, headers=H("globex"), label=rejected(
             CATALOG, "client", ["lrange"], "nestjs.catalog.recs.redis-wrongtype", cohort(CATALOG, "globex"),
             "recs:globex is a legacy string: catalog's LRANGE fails WRONGTYPE, catalog answers 503 "
             "(ServiceUnavailableException), edge retries 3 times and answers 500"))
