@@ -164,7 +164,11 @@ fn a_downstream_500_without_any_reason_is_inconclusive_and_named() {
     assert_eq!(v.classification, Classification::Inconclusive);
     assert!(v.origin.is_none());
     assert_eq!(v.confidence, 0.0);
-    assert!(has(&v, "leads down to backend `GET /a`"), "{:#?}", v.evidence);
+    assert!(
+        has(&v, "leads down to backend `GET /a`"),
+        "{:#?}",
+        v.evidence
+    );
     assert!(v.fingerprint.is_none());
 }
 
@@ -1009,9 +1013,14 @@ fn a_dependency_failure_is_fingerprinted_by_the_handler_stack_that_made_the_call
 fn a_redis_command_wrong_for_the_data_is_a_handler_defect_like_a_rejected_query() {
     // ioredis: the key holds a string, the code asks for a list.
     let t = trace(vec![
-        sp(1, None, "catalog", SERVER, "GET /recs", 0, 100).http(503).error(),
-        sp(2, Some(1), "catalog", INTERNAL, "request handler", 1, 99)
-            .exception("ServiceUnavailableError", "recommendations unavailable", ""),
+        sp(1, None, "catalog", SERVER, "GET /recs", 0, 100)
+            .http(503)
+            .error(),
+        sp(2, Some(1), "catalog", INTERNAL, "request handler", 1, 99).exception(
+            "ServiceUnavailableError",
+            "recommendations unavailable",
+            "",
+        ),
         sp(3, Some(2), "catalog", CLIENT, "lrange", 10, 12)
             .attr("db.system", "redis")
             .error()
@@ -1127,4 +1136,224 @@ fn sqlite_no_such_table_is_a_rejected_query() {
         one(&t).classification,
         Classification::DeterministicHandlerDefect
     );
+}
+
+// ---- shapes from the Node zoo (Express 5, Fastify, NestJS under auto-instrumentation)
+
+/// The Node SDK truncates span starts to whole milliseconds, so the error responder's
+/// own throw can carry an event time *before* the handler's error it was handling. The
+/// handler's error bubbled up through every layer (recorded three times); the
+/// responder's throw is recorded once, on a sibling branch: that one ended the request.
+#[test]
+fn an_error_responder_that_throws_is_the_origin_even_when_the_clock_says_it_came_first() {
+    let t = trace(vec![
+        sp(1, None, "catalog", SERVER, "POST /cart/validate", 0, 6).http(500),
+        sp(
+            2,
+            Some(1),
+            "catalog",
+            INTERNAL,
+            "middleware - patched",
+            1,
+            4,
+        )
+        .exception("invalid_cart", "1 cart line(s) invalid", ""),
+        sp(3, Some(2), "catalog", INTERNAL, "request handler", 1, 4)
+            .error()
+            .exception("invalid_cart", "1 cart line(s) invalid", ""),
+        sp(
+            4,
+            Some(3),
+            "catalog",
+            INTERNAL,
+            "request handler - /cart/validate",
+            1,
+            4,
+        )
+        .exception("invalid_cart", "1 cart line(s) invalid", ""),
+        sp(
+            5,
+            Some(1),
+            "catalog",
+            INTERNAL,
+            "middleware - errorResponder",
+            1,
+            4,
+        )
+        .shift_ns(0, -500_000)
+        .exception("TypeError", "Converting circular structure to JSON", ""),
+    ]);
+    let v = one(&t);
+    assert_eq!(v.classification, Classification::DeterministicHandlerDefect);
+    assert_eq!(
+        v.origin.as_ref().map(|o| o.name.as_str()),
+        Some("middleware - errorResponder"),
+        "{:#?}",
+        v.evidence
+    );
+}
+
+/// NestJS: the exception filter's own TypeError is recorded on the router spans that
+/// enclose the controller spans holding the original error: the enclosing one is later.
+#[test]
+fn an_exception_recorded_on_an_enclosing_span_replaces_the_inner_one() {
+    let t = trace(vec![
+        sp(1, None, "edge", SERVER, "POST /cart", 0, 5).http(500),
+        sp(
+            2,
+            Some(1),
+            "edge",
+            INTERNAL,
+            "request handler - /cart",
+            0,
+            3,
+        )
+        .exception("TypeError", "Converting circular structure to JSON", ""),
+        sp(
+            3,
+            Some(2),
+            "edge",
+            INTERNAL,
+            "CartController.addToCart",
+            1,
+            2,
+        )
+        .attr("http.route", "/cart")
+        .attr("http.url", "http://127.0.0.1:3000/cart")
+        .exception("validation_failed", "qty must be positive", ""),
+    ]);
+    let v = one(&t);
+    assert_eq!(
+        v.origin.as_ref().map(|o| o.name.as_str()),
+        Some("request handler - /cart"),
+        "{:#?}",
+        v.evidence
+    );
+}
+
+/// NestJS controller spans copy `http.url` and `http.method` from the request and name
+/// the route: they are the serving side's code, not HTTP client calls.
+#[test]
+fn a_framework_span_that_names_the_route_is_not_a_call() {
+    let t = trace(vec![
+        sp(1, None, "catalog", SERVER, "GET /items/:sku", 0, 10).http(500),
+        sp(2, Some(1), "catalog", INTERNAL, "ItemsController.getItem", 1, 9)
+            .attr("http.route", "/items/:sku")
+            .attr("http.url", "http://127.0.0.1:3001/items/SKU-3")
+            .attr("http.method", "GET")
+            .error()
+            .exception(
+                "TypeError",
+                "Cannot read properties of null (reading 'carrier')",
+                "TypeError: Cannot read properties of null (reading 'carrier')\n    at ItemsController.getItem (/srv/app/dist/catalog/main.js:40:31)\n",
+            ),
+    ]);
+    let v = one(&t);
+    assert_eq!(
+        v.classification,
+        Classification::DeterministicHandlerDefect,
+        "{:#?}",
+        v.evidence
+    );
+}
+
+/// Fastify: the `onRequest` hook's span ends at once and the route handler, with the
+/// database call below it, runs in its context for 1.5 s. The request waited for that.
+#[test]
+fn work_that_outlives_its_parent_on_the_same_clock_stays_on_the_critical_path() {
+    let t = trace(vec![
+        sp(1, None, "catalog", SERVER, "GET /reports", 0, 1510).http(500),
+        sp(
+            2,
+            Some(1),
+            "catalog",
+            INTERNAL,
+            "middleware - requestContext",
+            1,
+            1,
+        ),
+        sp(
+            3,
+            Some(2),
+            "catalog",
+            INTERNAL,
+            "request handler - slowMovers",
+            1,
+            1508,
+        )
+        .error()
+        .exception("Error", "Query read timeout", ""),
+        sp(
+            4,
+            Some(3),
+            "catalog",
+            CLIENT,
+            "pg.query:SELECT zoo",
+            2,
+            1505,
+        )
+        .attr("db.system", "postgresql")
+        .error()
+        .exception("Error", "Query read timeout", ""),
+    ]);
+    let v = one(&t);
+    let blame = v.blame.as_ref().expect("blame");
+    assert_eq!(blame.name, "pg.query:SELECT zoo", "{:#?}", v.evidence);
+    assert!(blame.share > 0.9, "{}", blame.share);
+}
+
+/// Two different dependency failures behind the same wrapper helper called from one
+/// anonymous route handler: the cause's type keeps them apart, the wrapper's call site
+/// keeps the code path.
+#[test]
+fn causes_behind_one_wrapper_helper_keep_their_own_fingerprints() {
+    let wrapper = |msg: &str, line: u32| {
+        format!("UpstreamError: {msg}\n    at requestJson (/srv/app/lib/upstream.js:30:17)\n    at async /srv/app/catalog/app.js:{line}:12\n")
+    };
+    let fp = |cause_ty: &str, cause_msg: &str, wrapper_msg: &str, route: &str| {
+        let t = trace(vec![
+            sp(1, None, "catalog", SERVER, route, 0, 400)
+                .http(500)
+                .attr("http.route", route.split(' ').nth(1).unwrap_or("/"))
+                .attr("http.request.method", "GET"),
+            sp(2, Some(1), "catalog", INTERNAL, "request handler", 1, 399)
+                .error()
+                .exception("UpstreamError", wrapper_msg, &wrapper(wrapper_msg, 66)),
+            sp(3, Some(2), "catalog", CLIENT, "GET", 2, 302)
+                .attr("url.full", "http://127.0.0.1:4000/rates/fx")
+                .error()
+                .exception(cause_ty, cause_msg, &format!("{cause_ty}: {cause_msg}\n    at listOnTimeout (node:internal/timers:581:17)\n")),
+        ]);
+        one(&t).fingerprint_id.expect("fingerprint")
+    };
+    let timeout = fp(
+        "TimeoutError",
+        "The operation was aborted due to timeout",
+        "pricing request failed: The operation was aborted due to timeout",
+        "GET /products/:sku/fx",
+    );
+    let refused = fp(
+        "ECONNREFUSED",
+        "connect ECONNREFUSED 127.0.0.1:4000",
+        "pricing request failed: fetch failed",
+        "GET /products/:sku/fx",
+    );
+    let timeout_elsewhere = fp(
+        "TimeoutError",
+        "The operation was aborted due to timeout",
+        "pricing request failed: The operation was aborted due to timeout",
+        "GET /products/:sku/tax",
+    );
+    let timeout_again = fp(
+        "TimeoutError",
+        "The operation was aborted due to timeout",
+        "pricing request failed: The operation was aborted due to timeout",
+        "GET /products/:sku/fx",
+    );
+    assert_ne!(timeout, refused, "different causes, different groups");
+    assert_ne!(
+        timeout, timeout_elsewhere,
+        "an anonymous handler is told apart by its route"
+    );
+    assert_eq!(timeout, timeout_again, "the same bug, the same group");
 }
