@@ -21,3 +21,4 @@ mod pushback;
 mod scenarios;
 mod security;
 mod shutdown;
+mod zoo;
