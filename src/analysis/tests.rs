@@ -1357,3 +1357,33 @@ fn causes_behind_one_wrapper_helper_keep_their_own_fingerprints() {
     );
     assert_eq!(timeout, timeout_again, "the same bug, the same group");
 }
+
+/// A real Python message ends with its cause; a verdict keeps the whole of it (up to
+/// 4 KiB, with head and tail around a marker beyond that).
+#[test]
+fn the_origin_error_keeps_the_end_of_a_long_message() {
+    let msg = format!(
+        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /v1/{} (Caused by NewConnectionError('<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a new connection: [Errno 111] Connection refused'))",
+        "a".repeat(180)
+    );
+    let t = trace(vec![
+        sp(1, None, "api", SERVER, "GET /a", 0, 10).http(500),
+        sp(2, Some(1), "api", CLIENT, "GET", 1, 5)
+            .attr("url.full", "http://127.0.0.1:1/v1/a")
+            .error()
+            .exception("requests.exceptions.ConnectionError", &msg, ""),
+    ]);
+    let v = one(&t);
+    let error = &v.origin.as_ref().expect("origin").error;
+    assert!(
+        error.ends_with("[Errno 111] Connection refused'))"),
+        "{error}"
+    );
+    let huge = "x".repeat(10_000) + " the cause";
+    let cut = verdict::bounded(&huge, verdict::ERROR_TEXT_MAX_BYTES);
+    assert!(cut.len() <= verdict::ERROR_TEXT_MAX_BYTES, "{}", cut.len());
+    assert!(
+        cut.ends_with(" the cause") && cut.contains("bytes cut]"),
+        "{cut}"
+    );
+}

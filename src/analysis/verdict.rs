@@ -188,6 +188,33 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Longest error text a verdict keeps (`origin.error`), in bytes.
+pub const ERROR_TEXT_MAX_BYTES: usize = 4096;
+
+/// `s` bounded to `max` bytes on character boundaries. A cut keeps the head and the tail
+/// (the end of a message often holds the cause: Python's `… [Errno 111] Connection
+/// refused`) with a marker saying how much was left out between them.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let keep = max.saturating_sub(40) / 2;
+    let mut head = keep.min(s.len());
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len().saturating_sub(keep);
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} …[{} bytes cut]… {}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    )
+}
+
 fn status_text(span: &Span, code: i64) -> String {
     if http_status(span) == Some(code) {
         format!("HTTP {code}")
@@ -232,11 +259,20 @@ fn call_label(graph: &SpanGraph<'_>, call: usize) -> String {
 fn error_text(span: &Span) -> String {
     if let Some(e) = exception_event(span) {
         let (ty, msg, _) = exception_parts(e);
-        return match (ty.is_empty(), msg.is_empty()) {
-            (false, false) => format!("{ty}: {}", truncate(msg, 200)),
+        let mut text = match (ty.is_empty(), msg.is_empty()) {
+            (false, false) => format!("{ty}: {msg}"),
             (false, true) => ty.to_string(),
-            _ => truncate(msg, 200),
+            _ => msg.to_string(),
         };
+        // Some instrumentations record a generic message on the event and the driver's
+        // own words only in the span status (node-postgres: "PostgreSQL error of type
+        // 'error' occurred (code: 57014)" vs "canceling statement due to statement
+        // timeout"): keep both.
+        let status = span.status_message.trim();
+        if !status.is_empty() && !msg.contains(status) {
+            text.push_str(&format!(" (status: {status})"));
+        }
+        return bounded(&text, ERROR_TEXT_MAX_BYTES);
     }
     if let Some(code) = http_status(span).filter(|c| *c >= 500) {
         return format!("HTTP {code}");
@@ -245,7 +281,7 @@ fn error_text(span: &Span) -> String {
         return status_text(span, code);
     }
     if !span.status_message.is_empty() {
-        return truncate(&span.status_message, 200);
+        return bounded(&span.status_message, ERROR_TEXT_MAX_BYTES);
     }
     "status ERROR".to_string()
 }
