@@ -8,6 +8,7 @@ mod support;
 mod analyze;
 mod check_config;
 mod config_cli;
+mod docs;
 mod forward;
 mod fuzz_regressions;
 mod grafana_api;
