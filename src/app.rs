@@ -30,7 +30,7 @@ use crate::ingest::convert::EntryRule;
 use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
-use crate::store::VerdictStore;
+use crate::store::{VerdictObserver, VerdictStore};
 use crate::telemetry::metrics::ListenerName;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otlp_metrics::PushIdentity;
@@ -100,7 +100,7 @@ pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let feed = Arc::new(VerdictFeed::new(config.watch_buffer, metrics.clone()));
     let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone())
         .observe(Arc::new(metrics.verdict_metrics.clone()))
-        .observe(Arc::clone(&feed) as Arc<dyn pipeline::VerdictObserver>);
+        .observe(Arc::clone(&feed) as Arc<dyn VerdictObserver>);
     let stage = match &forwarder {
         Some((f, _)) if f.mode() == ForwardMode::Annotate => stage.forward_to(Arc::clone(f)),
         _ => stage,

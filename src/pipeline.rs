@@ -10,20 +10,13 @@ use crate::analysis::{analyze_trace, AnalysisConfig, Verdict};
 use crate::assembly::CompletedTrace;
 use crate::forward::Forwarder;
 use crate::ingest::convert;
-use crate::store::VerdictStore;
+use crate::store::{VerdictObserver, VerdictStore};
 use crate::telemetry::metrics::Metrics;
 
 /// What the analysis stage does with each completed trace.
 pub trait TraceSink: Send + 'static {
     /// Handles one trace. Runs on the stage's own thread; may block.
     fn handle(&mut self, trace: CompletedTrace);
-}
-
-/// Something that reacts to each verdict once it is stored (metrics, live subscribers).
-/// Called on the analysis thread: implementations must not block.
-pub trait VerdictObserver: Send + Sync + 'static {
-    /// One new verdict, with cross-trace evidence already added.
-    fn on_verdict(&self, verdict: &Arc<Verdict>);
 }
 
 /// The shipped stage: traces holding a failing entry are materialised into the plain
@@ -165,9 +158,9 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::assembly::policy::Trigger;
     use crate::assembly::{BufferedSpan, SpanOrigin};
     use crate::model::{SpanId, TraceId};
-    use crate::telemetry::metrics::Trigger;
 
     fn span(n: u8, encoded: Vec<u8>) -> BufferedSpan {
         BufferedSpan {

@@ -20,9 +20,9 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 
 use crate::model::{SpanId, TraceId};
-use crate::telemetry::metrics::{Metrics, Trigger, TriggerLabels};
+use crate::telemetry::metrics::{Metrics, TriggerLabels};
 
-pub use policy::{Completion, TraceAge};
+pub use policy::{Completion, TraceAge, Trigger};
 
 /// Resource and scope a group of spans was sent under, encoded as the sender sent them.
 /// Shared (`Arc`) by every span of one `ScopeSpans`.

@@ -1,7 +1,18 @@
 //! When a trace is complete: pure functions of a trace's age and `now` (milliseconds on
 //! the service's monotonic clock), so the policy is tested without sleeping.
 
-use crate::telemetry::metrics::Trigger;
+/// Why a trace left the buffer.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Trigger {
+    /// No new span for `--trace-idle`.
+    Idle,
+    /// Older than `--trace-max-age`.
+    MaxAge,
+    /// Analysed early to stay inside `--max-buffered-spans`.
+    Eviction,
+    /// Flushed at shutdown.
+    Shutdown,
+}
 
 /// Arrival times of a buffered trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

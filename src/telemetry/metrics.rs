@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::verdict_metrics::VerdictMetrics;
+use crate::assembly::policy::Trigger;
 
 /// Receiving transport.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -75,19 +76,6 @@ pub struct TlsReloadLabels {
     pub listener: ListenerName,
     /// ok | error
     pub result: ReloadResult,
-}
-
-/// Why a trace left the buffer.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Trigger {
-    /// No new span for `--trace-idle`.
-    Idle,
-    /// Older than `--trace-max-age`.
-    MaxAge,
-    /// Analysed early to stay inside `--max-buffered-spans`.
-    Eviction,
-    /// Flushed at shutdown.
-    Shutdown,
 }
 
 /// How an OTLP metrics push ended.
@@ -427,5 +415,6 @@ label_values! {
     ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
     ReloadResult { Ok => "ok", Error => "error" }
+    // The trigger is the assembly policy's; telemetry only names it as a label.
     Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

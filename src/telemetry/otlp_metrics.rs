@@ -468,9 +468,10 @@ pub fn attribute_map(attributes: &[KeyValue]) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assembly::policy::Trigger;
     use crate::telemetry::metrics::{
         ExportLabels, ExportResult, ForwardReasonLabels, Metrics, RefuseReason, Transport,
-        TransportLabels, Trigger, TriggerLabels,
+        TransportLabels, TriggerLabels,
     };
     use crate::telemetry::verdict_metrics::tests::verdict;
     use crate::telemetry::verdict_metrics::{TraceExemplar, SHARE_BUCKETS};

@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 
 use super::series_cap::{CappedFamily, SeriesCap, Slot};
 use crate::analysis::Verdict;
-use crate::pipeline::VerdictObserver;
+use crate::store::VerdictObserver;
 
 /// Default of `--max-series`.
 pub const DEFAULT_MAX_SERIES: usize = 1000;
