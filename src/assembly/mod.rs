@@ -275,7 +275,9 @@ impl Assembler {
             .fetch_sub(buf.spans.len(), Ordering::Relaxed);
         self.metrics
             .traces_completed
-            .get_or_create(&TriggerLabels { trigger })
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.as_str(),
+            })
             .inc();
         permit.send(CompletedTrace {
             trace_id,
@@ -361,7 +363,7 @@ impl Assembler {
             self.metrics
                 .traces_completed
                 .get_or_create(&TriggerLabels {
-                    trigger: Trigger::Shutdown,
+                    trigger: Trigger::Shutdown.as_str(),
                 })
                 .inc();
             permit.send(CompletedTrace {

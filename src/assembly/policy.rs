@@ -14,6 +14,18 @@ pub enum Trigger {
     Shutdown,
 }
 
+impl Trigger {
+    /// Its label value on `faultline_traces_completed_total{trigger}`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Idle => "idle",
+            Trigger::MaxAge => "max_age",
+            Trigger::Eviction => "eviction",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Arrival times of a buffered trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceAge {

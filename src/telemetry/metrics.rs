@@ -10,7 +10,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::verdict_metrics::VerdictMetrics;
-use crate::assembly::policy::Trigger;
 
 /// Receiving transport.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -113,8 +112,9 @@ pub struct RefusedLabels {
 /// Labels `{trigger}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
-    /// Why the trace was completed.
-    pub trigger: Trigger,
+    /// Why the trace was completed: an `assembly::policy::Trigger` label value (the
+    /// policy owns the trigger; telemetry, below it, only carries its name).
+    pub trigger: &'static str,
 }
 
 /// Labels `{reason}` of the forwarder's retries and failures.
@@ -415,6 +415,4 @@ label_values! {
     ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
     ReloadResult { Ok => "ok", Error => "error" }
-    // The trigger is the assembly policy's; telemetry only names it as a label.
-    Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

@@ -559,7 +559,7 @@ mod tests {
         metrics
             .traces_completed
             .get_or_create(&TriggerLabels {
-                trigger: Trigger::Idle,
+                trigger: Trigger::Idle.as_str(),
             })
             .inc();
         metrics
