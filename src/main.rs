@@ -46,7 +46,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     let metrics = Metrics::default();
-    match runtime.block_on(faultline::app::run(config, metrics, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        let listeners = faultline::app::Listeners::bind(&config).await?;
+        faultline::app::run(config, metrics, listeners, shutdown_signal()).await
+    });
+    match served {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
