@@ -173,7 +173,6 @@ mod tests {
 
     /// The encoding of a SERVER span `GET /x` of trace `[t; 16]` answering HTTP 500.
     fn failing_server_span(t: u8) -> Vec<u8> {
-        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
         ProtoSpan {
             trace_id: vec![t; 16],
             span_id: vec![1; 8],
@@ -181,13 +180,7 @@ mod tests {
             name: "GET /x".into(),
             start_time_unix_nano: 1_000,
             end_time_unix_nano: 2_000,
-            attributes: vec![KeyValue {
-                key: "http.response.status_code".into(),
-                value: Some(AnyValue {
-                    value: Some(Value::IntValue(500)),
-                }),
-                ..Default::default()
-            }],
+            attributes: vec![crate::synth::int_kv("http.response.status_code", 500)],
             ..Default::default()
         }
         .encode_to_vec()

@@ -344,6 +344,7 @@ fn value(v: Option<AnyValue>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::synth::kv;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
     use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Status};
@@ -470,14 +471,6 @@ mod tests {
             let new_m = materialize(trace_id, &new_spans);
             assert!(old_m.corrupt.is_empty() && new_m.corrupt.is_empty());
             assert_eq!(old_m.trace, new_m.trace);
-        }
-    }
-
-    fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
         }
     }
 

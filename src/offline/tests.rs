@@ -38,14 +38,10 @@ const PY_STACK: &str = "Traceback (most recent call last):\n  File \"/srv/app/or
 /// One failing request: a SERVER span answering 500 with a KeyError, whose CLIENT
 /// child succeeded; starting at `start` seconds.
 fn failing(trace: u8, start: u64) -> ExportTraceServiceRequest {
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value as V, AnyValue, KeyValue};
+    use crate::synth::kv;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
-    let kv = |k: &str, v: V| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    };
     let t0 = start * 1_000_000_000;
     let server = Span {
         trace_id: vec![trace; 16],
