@@ -466,12 +466,7 @@ fn serve_otlp_http(
         "/v1/traces",
     );
     let listener = tls::Incoming::new(listener, tls, ListenerName::OtlpHttp, metrics);
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .context("OTLP/HTTP server")
-    })
+    spawn_axum(listener, router, stop, "OTLP/HTTP server")
 }
 
 /// Step: the API server (`/metrics`, `/api/v1/…`, health, Grafana).
@@ -485,11 +480,21 @@ fn serve_api(
 ) -> JoinHandle<anyhow::Result<()>> {
     let router = auth::protect_api(api::router(Arc::clone(state)), tokens);
     let listener = tls::Incoming::new(listener, tls, ListenerName::Http, metrics);
+    spawn_axum(listener, router, stop, "API server")
+}
+
+/// Serves `router` on `listener` until `stop`, then finishes the requests in flight.
+fn spawn_axum(
+    listener: tls::Incoming,
+    router: axum::Router,
+    stop: CancellationToken,
+    what: &'static str,
+) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
-            .context("API server")
+            .context(what)
     })
 }
 
