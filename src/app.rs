@@ -599,8 +599,8 @@ impl Service {
         for r in self.receivers {
             match tokio::time::timeout_at(deadline, r).await {
                 Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::error!("{e:#}"),
-                Ok(Err(e)) => tracing::error!("receiver task: {e}"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "receiver failed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "receiver task failed"),
                 Err(_) => tracing::warn!(
                     "receivers still had requests in flight at the shutdown deadline"
                 ),
@@ -664,8 +664,8 @@ pub async fn run(
     let service = start(&config, metrics, listeners).await?;
     shutdown.await;
     tracing::info!(
-        "shutting down: analysing {} buffered spans",
-        service.assembler.buffered_spans()
+        buffered_spans = service.assembler.buffered_spans(),
+        "shutting down: analysing the buffered spans"
     );
     let summary = service.stop().await?;
     tracing::info!(

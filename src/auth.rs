@@ -276,9 +276,9 @@ impl TokenFile {
         match result {
             Ok(digests) => {
                 tracing::info!(
-                    "--{} {}: {} token(s) in force",
-                    self.option,
-                    self.path.display(),
+                    option = self.option,
+                    path = %self.path.display(),
+                    "{} token(s) in force",
                     digests.len()
                 );
                 loaded.digests = digests;
@@ -286,9 +286,10 @@ impl TokenFile {
             }
             Err(e) => {
                 tracing::warn!(
-                    "--{} {}: {e}; keeping the {} token(s) read before",
-                    self.option,
-                    self.path.display(),
+                    option = self.option,
+                    path = %self.path.display(),
+                    error = %e,
+                    "token file unusable; keeping the {} token(s) read before",
                     loaded.digests.len()
                 );
                 false
@@ -306,7 +307,8 @@ impl TokenFile {
             return;
         }
         tracing::info!(
-            "refused {what} without a valid bearer token (logged at most once a second)"
+            refused = what,
+            "refused without a valid bearer token (logged at most once a second)"
         );
     }
 }

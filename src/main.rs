@@ -53,7 +53,7 @@ fn main() -> std::process::ExitCode {
     match served {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!(error = %format!("{e:#}"), "faultline failed");
             eprintln!("faultline: {e:#}");
             // A TLS or token file that cannot be used is a bad option, like a bad flag.
             if e.chain().any(|c| {
@@ -87,7 +87,7 @@ async fn shutdown_signal() {
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}; stopping on Ctrl-C only");
+            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }

@@ -89,7 +89,8 @@ impl AnalysisStage {
             tracing::warn!(
                 trace_id = %trace.trace_id,
                 corrupt = materialized.corrupt.len(),
-                "skipped spans that do not decode; first: {first}"
+                first = %first,
+                "skipped spans that do not decode"
             );
         }
         let model = materialized.trace;

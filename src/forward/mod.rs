@@ -181,7 +181,7 @@ impl Forwarder {
                     }
                     let q = Arc::clone(&f.queue);
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
-                        tracing::error!("cannot sync the on-disk forward queue: {e}");
+                        tracing::error!(error = %e, "cannot sync the on-disk forward queue");
                     }
                     f.update_disk_gauge();
                 }
@@ -289,7 +289,7 @@ impl Forwarder {
     fn queued(&self, outcome: Queued) {
         if let Queued::NotJournalled(e) = outcome {
             self.metrics.forward.queue_disk_errors.inc();
-            tracing::error!("cannot write the on-disk forward queue (kept in memory): {e}");
+            tracing::error!(error = %e, "cannot write the on-disk forward queue (kept in memory)");
         }
         self.update_gauges();
     }
@@ -309,7 +309,7 @@ impl Forwarder {
     fn finish(&self, items: &[Item]) {
         if let Err(e) = self.queue.finish(items) {
             self.metrics.forward.queue_disk_errors.inc();
-            tracing::error!("cannot acknowledge delivered spans in the on-disk queue (they will be sent again after a restart): {e}");
+            tracing::error!(error = %e, "cannot acknowledge delivered spans in the on-disk queue (they will be sent again after a restart)");
         }
         self.update_gauges();
     }
@@ -380,7 +380,7 @@ impl Forwarder {
                     fm.sent_spans.inc_by(spans as u64 - rejected);
                     if rejected > 0 {
                         self.fail(FailureReason::PartiallyRejected, rejected);
-                        tracing::warn!(rejected, "the forward endpoint rejected spans: {message}");
+                        tracing::warn!(rejected, %message, "the forward endpoint rejected spans");
                     }
                     return Some(());
                 }
@@ -388,7 +388,8 @@ impl Forwarder {
                     self.fail(FailureReason::Rejected, spans as u64);
                     tracing::error!(
                         spans,
-                        "the forward endpoint refused a batch; dropped, not retried: {detail}"
+                        error = %detail,
+                        "the forward endpoint refused a batch; dropped, not retried"
                     );
                     return Some(());
                 }
@@ -404,8 +405,9 @@ impl Forwarder {
                 tracing::error!(
                     spans,
                     retries = retry,
-                    "gave up forwarding a batch after {:?}: {detail}",
-                    started.elapsed()
+                    elapsed = ?started.elapsed(),
+                    error = %detail,
+                    "gave up forwarding a batch"
                 );
                 return Some(());
             };
@@ -415,9 +417,9 @@ impl Forwarder {
                 })
                 .inc_by(spans as u64);
             if retry == 0 {
-                tracing::warn!(spans, ?wait, "forwarding failed, retrying: {detail}");
+                tracing::warn!(spans, ?wait, error = %detail, "forwarding failed, retrying");
             } else {
-                tracing::debug!(spans, retry, ?wait, "forwarding failed again: {detail}");
+                tracing::debug!(spans, retry, ?wait, error = %detail, "forwarding failed again");
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -469,7 +471,7 @@ impl ForwarderTasks {
             }
         }
         if let Err(e) = f.queue.sync() {
-            tracing::error!("cannot sync the on-disk forward queue: {e}");
+            tracing::error!(error = %e, "cannot sync the on-disk forward queue");
         }
         f.update_gauges();
         f.update_disk_gauge();

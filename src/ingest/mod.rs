@@ -314,12 +314,14 @@ impl Ingest {
             IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => {
                 tracing::warn!(
                     ?transport,
-                    "pushing back (logged at most once a second): {err}"
+                    error = %err,
+                    "pushing back (logged at most once a second)"
                 )
             }
             _ => tracing::info!(
                 ?transport,
-                "refused export request (logged at most once a second): {err}"
+                error = %err,
+                "refused export request (logged at most once a second)"
             ),
         }
     }
