@@ -177,38 +177,14 @@ impl Generator {
             } else {
                 200
             };
-            let mut attributes = vec![
-                str_kv("http.request.method", "GET"),
-                str_kv("http.route", route.clone()),
-                str_kv("url.path", format!("/api/orders/{}", self.next() % 100_000)),
-                str_kv("url.scheme", "http"),
-                str_kv(
-                    "server.address",
-                    format!("{}.svc.cluster.local", SERVICES[service]),
-                ),
-                int_kv("server.port", 8080),
-                str_kv("network.protocol.version", "1.1"),
-                str_kv("user_agent.original", "python-requests/2.32.3"),
-                str_kv("app.tenant", format!("tenant-{}", self.next() % 50)),
-                int_kv("http.response.status_code", status),
-            ];
+            let mut attributes = self.http_attributes(&route, service, status);
             if kind == 3 && k % 2 == 0 {
                 attributes[0] = str_kv("db.system", "postgresql");
                 attributes[1] = str_kv("db.statement", "SELECT * FROM orders WHERE id = $1");
             }
             let mut events = Vec::new();
             if failing && k == n - 1 {
-                events.push(span::Event {
-                    time_unix_nano: start + offset + dur / 2,
-                    name: "exception".into(),
-                    attributes: vec![
-                        str_kv("exception.type", "KeyError"),
-                        str_kv("exception.message", "'sku'"),
-                        str_kv("exception.stacktrace", PY_STACK),
-                        kv("exception.escaped", any_value::Value::BoolValue(true)),
-                    ],
-                    dropped_attributes_count: 0,
-                });
+                events.push(exception_event(start + offset + dur / 2));
             }
             out[service].push(Span {
                 trace_id: trace_id.to_vec(),
@@ -233,6 +209,41 @@ impl Generator {
             });
             ids.push(span_id);
         }
+    }
+
+    /// The HTTP attributes of a span of `service` on `route` answering `status` (two of
+    /// them drawn from the generator, in this order: the path, then the tenant).
+    fn http_attributes(&mut self, route: &str, service: usize, status: i64) -> Vec<KeyValue> {
+        vec![
+            str_kv("http.request.method", "GET"),
+            str_kv("http.route", route),
+            str_kv("url.path", format!("/api/orders/{}", self.next() % 100_000)),
+            str_kv("url.scheme", "http"),
+            str_kv(
+                "server.address",
+                format!("{}.svc.cluster.local", SERVICES[service]),
+            ),
+            int_kv("server.port", 8080),
+            str_kv("network.protocol.version", "1.1"),
+            str_kv("user_agent.original", "python-requests/2.32.3"),
+            str_kv("app.tenant", format!("tenant-{}", self.next() % 50)),
+            int_kv("http.response.status_code", status),
+        ]
+    }
+}
+
+/// The exception event of a failing trace's last span: Python's `KeyError`, with stack.
+fn exception_event(time_unix_nano: u64) -> span::Event {
+    span::Event {
+        time_unix_nano,
+        name: "exception".into(),
+        attributes: vec![
+            str_kv("exception.type", "KeyError"),
+            str_kv("exception.message", "'sku'"),
+            str_kv("exception.stacktrace", PY_STACK),
+            kv("exception.escaped", any_value::Value::BoolValue(true)),
+        ],
+        dropped_attributes_count: 0,
     }
 }
 

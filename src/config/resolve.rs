@@ -428,51 +428,8 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
             ))
         }
     };
-    let mut headers = Vec::new();
-    for raw in &a.forward_header {
-        let Some((k, v)) = raw.split_once('=') else {
-            return Err(invalid("forward-header", raw, "expected KEY=VALUE"));
-        };
-        let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
-            .map_err(|e| invalid("forward-header", raw, e))?;
-        let value =
-            http::HeaderValue::from_str(v.trim()).map_err(|e| invalid("forward-header", raw, e))?;
-        headers.push((name, value));
-    }
-    let path = |raw: &Option<String>| {
-        raw.as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-    };
-    let client_identity = match (
-        path(&a.forward_tls_cert_file),
-        path(&a.forward_tls_key_file),
-    ) {
-        (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
-        (Some(c), None) => {
-            return Err(invalid(
-                "forward-tls-key-file",
-                "",
-                format!("--forward-tls-cert-file {} needs its key", c.display()),
-            ))
-        }
-        (None, Some(k)) => {
-            return Err(invalid(
-                "forward-tls-cert-file",
-                "",
-                format!(
-                    "--forward-tls-key-file {} needs its certificate",
-                    k.display()
-                ),
-            ))
-        }
-    };
-    let tls = ForwardTls {
-        ca_file: path(&a.forward_tls_ca_file),
-        client_identity,
-    };
+    let headers = forward_headers(&a.forward_header)?;
+    let tls = forward_tls(a)?;
     let queue_size = count("forward-queue-size", a.forward_queue_size.clone(), 100_000)?;
     let timeout = duration("forward-timeout", a.forward_timeout.clone(), "5s")?;
     let max_elapsed = duration("forward-max-elapsed", a.forward_max_elapsed.clone(), "5m")?;
@@ -501,11 +458,71 @@ fn forward(a: &ServeArgs) -> Result<Option<ForwardConfig>, ConfigError> {
         gzip,
         tls,
         queue_size,
-        queue_dir: path(&a.forward_queue_dir),
+        queue_dir: trimmed_path(&a.forward_queue_dir),
         timeout,
         max_elapsed,
         concurrency,
     }))
+}
+
+/// `--forward-header KEY=VALUE`, each a valid header.
+fn forward_headers(
+    raw_headers: &[String],
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigError> {
+    let mut headers = Vec::new();
+    for raw in raw_headers {
+        let Some((k, v)) = raw.split_once('=') else {
+            return Err(invalid("forward-header", raw, "expected KEY=VALUE"));
+        };
+        let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|e| invalid("forward-header", raw, e))?;
+        let value =
+            http::HeaderValue::from_str(v.trim()).map_err(|e| invalid("forward-header", raw, e))?;
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
+/// A path option given as a string; blank is no value.
+fn trimmed_path(raw: &Option<String>) -> Option<PathBuf> {
+    raw.as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The forwarder's TLS files: a CA, and a client certificate with its key (both or
+/// neither).
+fn forward_tls(a: &ServeArgs) -> Result<ForwardTls, ConfigError> {
+    let path = trimmed_path;
+    let client_identity = match (
+        path(&a.forward_tls_cert_file),
+        path(&a.forward_tls_key_file),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(c), None) => {
+            return Err(invalid(
+                "forward-tls-key-file",
+                "",
+                format!("--forward-tls-cert-file {} needs its key", c.display()),
+            ))
+        }
+        (None, Some(k)) => {
+            return Err(invalid(
+                "forward-tls-cert-file",
+                "",
+                format!(
+                    "--forward-tls-key-file {} needs its certificate",
+                    k.display()
+                ),
+            ))
+        }
+    };
+    Ok(ForwardTls {
+        ca_file: path(&a.forward_tls_ca_file),
+        client_identity,
+    })
 }
 
 /// Parses the forward URL (see [`otlp_url`]); TLS files need an `https://` URL.
@@ -565,29 +582,7 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             "expected a filter like info or faultline=debug",
         ));
     }
-    let mut error_statuses = Vec::new();
-    for raw in &a.analysis.error_status {
-        match raw.trim().parse::<i64>() {
-            Ok(code @ 100..=599) => error_statuses.push(code),
-            _ => {
-                return Err(invalid(
-                    "error-status",
-                    raw,
-                    "expected an HTTP status code 100-599",
-                ))
-            }
-        }
-    }
-    if error_statuses.is_empty() {
-        error_statuses.push(500);
-    }
-    let mut tenant_attributes: Vec<String> = a
-        .analysis
-        .tenant_attribute
-        .iter()
-        .map(|k| k.trim().to_string())
-        .filter(|k| !k.is_empty())
-        .collect();
+    let analysis = analysis_config(&a.analysis)?;
     let watch_buffer = count("watch-buffer", a.watch_buffer, 1024)?;
     if watch_buffer > MAX_WATCH_BUFFER {
         return Err(invalid(
@@ -596,21 +591,11 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
             format!("at most {MAX_WATCH_BUFFER} (the buffer is allocated up front)"),
         ));
     }
-    if tenant_attributes.is_empty() {
-        tenant_attributes = AnalysisConfig::default().tenant_attributes;
-    }
-    // Protocol and interval are checked even without an endpoint: a typo in either
-    // should not wait for the day the push is switched on.
-    let otlp_protocol = otlp_protocol(a.otlp_metrics_protocol)?;
-    let otlp_interval = duration("otlp-metrics-interval", a.otlp_metrics_interval, "60s")?;
-    let otlp = match a.otlp_metrics_endpoint.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(raw) => Some(OtlpMetricsConfig {
-            endpoint: otlp_endpoint(raw, otlp_protocol)?,
-            protocol: otlp_protocol,
-            interval: otlp_interval,
-        }),
-    };
+    let otlp = otlp_metrics(
+        a.otlp_metrics_protocol,
+        a.otlp_metrics_interval,
+        a.otlp_metrics_endpoint,
+    )?;
     Ok(Config {
         otlp_grpc_listen: addr("otlp-grpc-listen", a.otlp_grpc_listen, "127.0.0.1:4317")?,
         otlp_http_listen: addr("otlp-http-listen", a.otlp_http_listen, "127.0.0.1:4318")?,
@@ -627,10 +612,7 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         },
         shutdown_timeout: duration("shutdown-timeout", a.shutdown_timeout, "20s")?,
         log_level,
-        analysis: AnalysisConfig {
-            error_statuses,
-            tenant_attributes,
-        },
+        analysis,
         verdict_retention: count("verdict-retention", a.verdict_retention, 100_000)?,
         watch_buffer,
         metrics: MetricsConfig {
@@ -639,6 +621,59 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         },
         forward,
         security,
+    })
+}
+
+/// `--error-status` and `--tenant-attribute`, as the analysis takes them.
+fn analysis_config(a: &AnalysisArgs) -> Result<AnalysisConfig, ConfigError> {
+    let mut error_statuses = Vec::new();
+    for raw in &a.error_status {
+        match raw.trim().parse::<i64>() {
+            Ok(code @ 100..=599) => error_statuses.push(code),
+            _ => {
+                return Err(invalid(
+                    "error-status",
+                    raw,
+                    "expected an HTTP status code 100-599",
+                ))
+            }
+        }
+    }
+    if error_statuses.is_empty() {
+        error_statuses.push(500);
+    }
+    let mut tenant_attributes: Vec<String> = a
+        .tenant_attribute
+        .iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if tenant_attributes.is_empty() {
+        tenant_attributes = AnalysisConfig::default().tenant_attributes;
+    }
+    Ok(AnalysisConfig {
+        error_statuses,
+        tenant_attributes,
+    })
+}
+
+/// The OTLP metrics push (`--otlp-metrics-*`); `None` without an endpoint.
+fn otlp_metrics(
+    protocol: Option<String>,
+    interval: Option<String>,
+    endpoint: Option<String>,
+) -> Result<Option<OtlpMetricsConfig>, ConfigError> {
+    // Protocol and interval are checked even without an endpoint: a typo in either
+    // should not wait for the day the push is switched on.
+    let otlp_protocol = otlp_protocol(protocol)?;
+    let otlp_interval = duration("otlp-metrics-interval", interval, "60s")?;
+    Ok(match endpoint.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(OtlpMetricsConfig {
+            endpoint: otlp_endpoint(raw, otlp_protocol)?,
+            protocol: otlp_protocol,
+            interval: otlp_interval,
+        }),
     })
 }
 

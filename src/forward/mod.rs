@@ -112,23 +112,7 @@ impl Forwarder {
             .collect::<Result<Vec<_>, _>>()?;
         let (journal, recovered) = match journal {
             None => (None, Vec::new()),
-            Some((j, records)) => {
-                let mut items = Vec::with_capacity(records.len());
-                for (id, record) in records {
-                    match queue::parse_journal_record(&record) {
-                        Some((spans, body)) => items.push(Item {
-                            spans,
-                            body: Bytes::copy_from_slice(body),
-                            enqueued: std::time::Instant::now(),
-                            journal: Some(id),
-                        }),
-                        None => tracing::warn!(
-                            "skipped a forward queue record too short to hold a request"
-                        ),
-                    }
-                }
-                (Some(j), items)
-            }
+            Some((j, records)) => (Some(j), recovered_items(records)),
         };
         let recovered_spans: usize = recovered.iter().map(|i| i.spans).sum();
         if recovered_spans > 0 {
@@ -167,25 +151,9 @@ impl Forwarder {
             disk = cfg.queue_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "forwarding spans"
         );
-        // The on-disk queue survives a process crash as soon as a request is appended; a
-        // sync a second bounds what an OS crash or power loss can take.
         let syncing = CancellationToken::new();
         if forwarder.queue.is_durable() {
-            let f = Arc::clone(&forwarder);
-            let stop = syncing.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(DISK_SYNC_PERIOD) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    let q = Arc::clone(&f.queue);
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
-                        tracing::error!(error = %e, "cannot sync the on-disk forward queue");
-                    }
-                    f.update_disk_gauge();
-                }
-            });
+            spawn_disk_sync(Arc::clone(&forwarder), syncing.clone());
         }
         let tasks = ForwarderTasks {
             syncing,
@@ -550,4 +518,39 @@ fn annotations(verdicts: &[Arc<Verdict>]) -> HashMap<SpanId, Annotation> {
         }
     }
     notes
+}
+/// The records the on-disk queue recovered, as queue items (one too short to hold a
+/// request is skipped, and said).
+fn recovered_items(records: queue::Recovered) -> Vec<Item> {
+    let mut items = Vec::with_capacity(records.len());
+    for (id, record) in records {
+        match queue::parse_journal_record(&record) {
+            Some((spans, body)) => items.push(Item {
+                spans,
+                body: Bytes::copy_from_slice(body),
+                enqueued: std::time::Instant::now(),
+                journal: Some(id),
+            }),
+            None => tracing::warn!("skipped a forward queue record too short to hold a request"),
+        }
+    }
+    items
+}
+
+/// The on-disk queue survives a process crash as soon as a request is appended; a sync
+/// a second, until `stop`, bounds what an OS crash or power loss can take.
+fn spawn_disk_sync(forwarder: Arc<Forwarder>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DISK_SYNC_PERIOD) => {}
+                _ = stop.cancelled() => return,
+            }
+            let q = Arc::clone(&forwarder.queue);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
+                tracing::error!(error = %e, "cannot sync the on-disk forward queue");
+            }
+            forwarder.update_disk_gauge();
+        }
+    });
 }
