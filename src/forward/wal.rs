@@ -1012,7 +1012,7 @@ fn scan_records(
     let mut pos = HEADER_LEN;
     let read = io_err("read", seg_path);
     while pos < file_len {
-        match read_frame(&file, pos, file_len, &mut buf).map_err(&read)? {
+        match read_frame(file, pos, file_len, &mut buf).map_err(&read)? {
             Frame::Valid { end } => {
                 if !acked.contains(&pos) {
                     pending.insert(pos);
@@ -1033,7 +1033,7 @@ fn scan_records(
                     !is_last
                 } else {
                     matches!(
-                        read_frame(&file, end, file_len, &mut buf).map_err(&read)?,
+                        read_frame(file, end, file_len, &mut buf).map_err(&read)?,
                         Frame::Valid { .. }
                     )
                 };
