@@ -1,5 +1,5 @@
 //! The command line: every clap struct and subcommand of the `faultline` binary, each
-//! flag declared once. Values stay raw strings here; [`super::resolve`] parses and
+//! flag declared once. Values stay raw strings here; [`super::resolve`](mod@super::resolve) parses and
 //! validates them into a [`super::Config`].
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! TOML file, merged once into one validated [`Config`] (flag > env > file > default).
 //!
 //! - [`cli`]: every clap struct and subcommand (each flag declared once);
-//! - [`resolve`]: flags + environment + file → [`Config`], and the [`ConfigError`]s;
+//! - [`resolve`](mod@resolve): flags + environment + file → [`Config`], and the [`ConfigError`]s;
 //! - this module: the [`Config`] types the components are given.
 //!
 //! Nothing else in the crate reads the environment. Every raw value is parsed here, and a
@@ -52,7 +52,7 @@ pub struct Config {
     /// The forwarder, when `--forward-endpoint` is set.
     pub forward: Option<ForwardConfig>,
     /// TLS and bearer-token authentication of the listeners (files named, not yet read:
-    /// `crate::security` loads them at start-up).
+    /// [`crate::tls`] and [`crate::auth`] load them at start-up).
     pub security: SecurityConfig,
 }
 

@@ -18,8 +18,8 @@
 //! a record after decompression (a decompression bomb stops with an error naming the file).
 //!
 //! Everything after reading is the service's own path, so a capture gets the verdicts the
-//! running service gives for the same spans: JSON through [`json_to_protobuf`](crate::ingest::convert::json_to_protobuf), every
-//! request through [`LiteExportRequest::decode`] and [`convert_request`] (which rejects
+//! running service gives for the same spans: JSON through [`json_to_protobuf`], every
+//! request decoded as a [`LiteExportRequest`] and through [`convert_request`] (which rejects
 //! spans with bad ids, as `partial_success` does), each trace through [`materialize`] and
 //! [`analyze_trace`] with the same [`AnalysisConfig`], and every verdict through a
 //! [`VerdictStore`], which adds the cross-trace evidence (recurrence, first release). The
@@ -30,9 +30,14 @@
 //!
 //! Reading is all or nothing: the first input that cannot be read or decoded stops the
 //! command with a message naming the file and the line (JSON) or byte offset (protobuf),
+//! before anything is printed.
 //!
-//! The command runs in three seams: [`read`] (captures into the spans of each trace),
-//! this module (analysing them, and the command itself), and [`print`] (the output).
+//! The command runs in three seams: `read` (captures into the spans of each trace), this
+//! module (analysing them, and the command itself), and `print` (the output).
+//!
+//! [`json_to_protobuf`]: crate::ingest::convert::json_to_protobuf
+//! [`LiteExportRequest`]: crate::ingest::lite::LiteExportRequest
+//! [`convert_request`]: crate::ingest::convert::convert_request
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
