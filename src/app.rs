@@ -24,7 +24,7 @@ use crate::api::grpc::VerdictGrpcService;
 use crate::api::{self, ApiState};
 use crate::assembly::{Assembler, Completion};
 use crate::auth::{self, GrpcAuthLayer, TokenFile};
-use crate::config::{Config, ForwardMode};
+use crate::config::{Config, ForwardMode, TlsFiles};
 use crate::forward::{Forwarder, ForwarderTasks};
 use crate::ingest::convert::EntryRule;
 use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
@@ -348,25 +348,21 @@ async fn start_with_forwarder(
 /// Step: each listener's TLS files, read and checked.
 fn load_tls(config: &Config, metrics: &Metrics) -> anyhow::Result<ListenerTls> {
     let sec = &config.security;
+    let load = |files: Option<&TlsFiles>, alpn, listener| {
+        tls::ServerTls::load_optional(files, alpn, listener, metrics)
+    };
     Ok(ListenerTls {
-        otlp_grpc: tls::ServerTls::load_optional(
+        otlp_grpc: load(
             sec.otlp_grpc_tls.as_ref(),
             tls::ALPN_GRPC,
             ListenerName::OtlpGrpc,
-            metrics,
         )?,
-        otlp_http: tls::ServerTls::load_optional(
+        otlp_http: load(
             sec.otlp_http_tls.as_ref(),
             tls::ALPN_HTTP,
             ListenerName::OtlpHttp,
-            metrics,
         )?,
-        http: tls::ServerTls::load_optional(
-            sec.http_tls.as_ref(),
-            tls::ALPN_HTTP,
-            ListenerName::Http,
-            metrics,
-        )?,
+        http: load(sec.http_tls.as_ref(), tls::ALPN_HTTP, ListenerName::Http)?,
     })
 }
 
@@ -565,7 +561,7 @@ fn log_listening(
 
 /// What the start-up log line says about a listener's security, e.g. ` (TLS, client
 /// certificates, bearer token)`; empty for plain text without a token.
-fn tls_note(tls: Option<&crate::config::TlsFiles>, token: bool) -> String {
+fn tls_note(tls: Option<&TlsFiles>, token: bool) -> String {
     let mut parts = Vec::new();
     if let Some(t) = tls {
         parts.push("TLS");

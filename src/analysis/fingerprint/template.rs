@@ -5,8 +5,6 @@
 //!
 //! Pure string processing; depends on nothing but `regex`.
 
-use super::stack::lazy_regex;
-
 /// The placeholder that stands for a variable value.
 pub const PLACEHOLDER: &str = "<*>";
 
@@ -15,6 +13,18 @@ pub const PLACEHOLDER: &str = "<*>";
 const MAX_INPUT_BYTES: usize = 4096;
 /// Longest template returned, in chars.
 const MAX_OUTPUT_CHARS: usize = 240;
+
+macro_rules! lazy_regex {
+    ($name:ident, $re:expr) => {
+        static $name: ::std::sync::LazyLock<::regex::Regex> = ::std::sync::LazyLock::new(|| {
+            // The patterns are constants, exercised by the unit tests below.
+            #[allow(clippy::expect_used)]
+            ::regex::Regex::new($re).expect("constant regex")
+        });
+    };
+}
+// The one definition: the stack parsers take it from here.
+pub(crate) use lazy_regex;
 
 lazy_regex!(URL, r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\x22<>()]+");
 lazy_regex!(EMAIL, r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b");
