@@ -10,18 +10,10 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use faultline::assembly::SpanOrigin;
 use faultline::forward::encode::{encode_request, strip_attributes, OutgoingSpan};
+use faultline::synth::kv;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-
-fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
 
 /// An HTTP server span as the Python SDK's Flask instrumentation sends it, optionally
 /// carrying an upstream faultline's annotation.

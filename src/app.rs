@@ -24,13 +24,13 @@ use crate::api::grpc::VerdictGrpcService;
 use crate::api::{self, ApiState};
 use crate::assembly::{Assembler, Completion};
 use crate::auth::{self, GrpcAuthLayer, TokenFile};
-use crate::config::{Config, ForwardMode};
+use crate::config::{Config, ForwardMode, TlsFiles};
 use crate::forward::{Forwarder, ForwarderTasks};
 use crate::ingest::convert::EntryRule;
 use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
-use crate::store::VerdictStore;
+use crate::store::{VerdictObserver, VerdictStore};
 use crate::telemetry::metrics::ListenerName;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otlp_metrics::PushIdentity;
@@ -79,17 +79,63 @@ pub struct ShutdownSummary {
     pub forward_spans_left: usize,
 }
 
+/// The three bound listeners the service serves on: the caller binds them (from the
+/// configured addresses with [`Listeners::bind`], or `127.0.0.1:0` in tests) and hands
+/// them to [`run`] or [`start`], as mini-redis' `server::run(listener, shutdown)` takes
+/// its listener.
+pub struct Listeners {
+    /// OTLP/gRPC (and the `faultline.v1` verdict API).
+    pub otlp_grpc: TcpListener,
+    /// OTLP/HTTP (`POST /v1/traces`).
+    pub otlp_http: TcpListener,
+    /// `/metrics`, `/api/v1/…`, `/healthz`, `/readyz`.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `--otlp-grpc-listen`, `--otlp-http-listen` and `--http-listen`.
+    ///
+    /// # Errors
+    /// An address cannot be bound (the message names what it was for).
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        Ok(Listeners {
+            otlp_grpc: bind(config.otlp_grpc_listen, "OTLP/gRPC").await?,
+            otlp_http: bind(config.otlp_http_listen, "OTLP/HTTP").await?,
+            http: bind(config.http_listen, "the HTTP API").await?,
+        })
+    }
+
+    /// Binds three ephemeral loopback ports (`127.0.0.1:0`): for tests and benches,
+    /// which read the addresses back from the [`Service`].
+    ///
+    /// # Errors
+    /// Loopback cannot be bound.
+    pub async fn ephemeral() -> anyhow::Result<Listeners> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(Listeners {
+            otlp_grpc: bind(any, "OTLP/gRPC").await?,
+            otlp_http: bind(any, "OTLP/HTTP").await?,
+            http: bind(any, "the HTTP API").await?,
+        })
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
-/// Binds every listener and starts every stage.
+/// Starts every stage on `listeners`.
 ///
 /// # Errors
-/// A listener cannot be bound, or the analysis thread cannot start.
-pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
+/// A TLS or token file cannot be used, the forwarder cannot start, or the analysis
+/// thread cannot start.
+pub async fn start(
+    config: &Config,
+    metrics: Metrics,
+    listeners: Listeners,
+) -> anyhow::Result<Service> {
     let mut metrics = metrics;
     metrics.forwarding = config.forward.is_some();
     let forwarder = start_forwarder(config, &metrics)?;
@@ -100,12 +146,19 @@ pub async fn start(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let feed = Arc::new(VerdictFeed::new(config.watch_buffer, metrics.clone()));
     let stage = AnalysisStage::new(config.analysis.clone(), Arc::clone(&store), metrics.clone())
         .observe(Arc::new(metrics.verdict_metrics.clone()))
-        .observe(Arc::clone(&feed) as Arc<dyn pipeline::VerdictObserver>);
+        .observe(Arc::clone(&feed) as Arc<dyn VerdictObserver>);
     let stage = match &forwarder {
         Some((f, _)) if f.mode() == ForwardMode::Annotate => stage.forward_to(Arc::clone(f)),
         _ => stage,
     };
-    start_with_forwarder(config, metrics, store, feed, Box::new(stage), forwarder).await
+    let parts = Parts {
+        metrics,
+        store,
+        feed,
+        sink: Box::new(stage),
+        forwarder,
+    };
+    start_with_forwarder(config, listeners, parts).await
 }
 
 /// Starts the forwarder when `--forward-endpoint` is set, recovering the on-disk queue.
@@ -131,80 +184,206 @@ fn start_forwarder(
 /// Like [`start`], with another analysis stage (tests hold or observe the hand-off).
 ///
 /// # Errors
-/// A listener cannot be bound, or the analysis thread cannot start.
+/// As [`start`].
 pub async fn start_with_stage(
     config: &Config,
     metrics: Metrics,
+    listeners: Listeners,
     store: Arc<VerdictStore>,
     sink: Box<dyn TraceSink>,
 ) -> anyhow::Result<Service> {
     // `WatchVerdicts` shows what `sink` publishes to this feed: nothing, unless it is given
     // one (use `start_with_feed`).
     let feed = Arc::new(VerdictFeed::new(config.watch_buffer, metrics.clone()));
-    start_with_feed(config, metrics, store, feed, sink).await
+    start_with_feed(config, metrics, listeners, store, feed, sink).await
 }
 
 /// Like [`start_with_stage`], with the feed `WatchVerdicts` subscribes to (the stage is
 /// expected to publish its verdicts there, as [`start`]'s does).
 ///
 /// # Errors
-/// A listener cannot be bound, or the analysis thread cannot start.
+/// As [`start`].
 pub async fn start_with_feed(
     config: &Config,
     metrics: Metrics,
+    listeners: Listeners,
     store: Arc<VerdictStore>,
     feed: Arc<VerdictFeed>,
     sink: Box<dyn TraceSink>,
 ) -> anyhow::Result<Service> {
-    start_with_forwarder(config, metrics, store, feed, sink, None).await
+    let parts = Parts {
+        metrics,
+        store,
+        feed,
+        sink,
+        forwarder: None,
+    };
+    start_with_forwarder(config, listeners, parts).await
 }
 
-async fn start_with_forwarder(
-    config: &Config,
+/// What the start-up is given besides the configuration and the listeners.
+struct Parts {
     metrics: Metrics,
     store: Arc<VerdictStore>,
     feed: Arc<VerdictFeed>,
     sink: Box<dyn TraceSink>,
     forwarder: Option<(Arc<Forwarder>, ForwarderTasks)>,
+}
+
+/// The server side of each listener's TLS, when it has TLS.
+struct ListenerTls {
+    otlp_grpc: Option<Arc<tls::ServerTls>>,
+    otlp_http: Option<Arc<tls::ServerTls>>,
+    http: Option<Arc<tls::ServerTls>>,
+}
+
+/// The bearer-token files of the OTLP listeners and of the API.
+struct Tokens {
+    otlp: Option<Arc<TokenFile>>,
+    api: Option<Arc<TokenFile>>,
+}
+
+/// The trace buffer, the analysis thread it hands off to, and the ingest both receivers
+/// share.
+struct Buffer {
+    assembler: Arc<Assembler>,
+    stage: std::thread::JoinHandle<()>,
+    ingest: Arc<Ingest>,
+}
+
+/// The start-up, in named steps: TLS, tokens, the buffer and analysis stage, the three
+/// servers, the sweeper and the OTLP metrics push; then the listening lines.
+async fn start_with_forwarder(
+    config: &Config,
+    listeners: Listeners,
+    parts: Parts,
 ) -> anyhow::Result<Service> {
+    let Parts {
+        metrics,
+        store,
+        feed,
+        sink,
+        forwarder,
+    } = parts;
     let (forward, forward_tasks) = match forwarder {
         Some((f, t)) => (Some(f), Some(t)),
         None => (None, None),
     };
-    // TLS material and token files are read before anything listens: a file that cannot
-    // be used stops start-up as a configuration error, naming its option.
-    let sec = &config.security;
-    let grpc_tls = tls::ServerTls::load_optional(
-        sec.otlp_grpc_tls.as_ref(),
-        tls::ALPN_GRPC,
-        ListenerName::OtlpGrpc,
-        &metrics,
-    )?;
-    let otlp_http_tls = tls::ServerTls::load_optional(
-        sec.otlp_http_tls.as_ref(),
-        tls::ALPN_HTTP,
-        ListenerName::OtlpHttp,
-        &metrics,
-    )?;
-    let api_tls = tls::ServerTls::load_optional(
-        sec.http_tls.as_ref(),
-        tls::ALPN_HTTP,
-        ListenerName::Http,
-        &metrics,
-    )?;
-    let otlp_tokens = TokenFile::open_optional("auth-token-file", sec.auth_token_file.as_deref())?;
-    let api_tokens =
-        TokenFile::open_optional("api-auth-token-file", sec.api_auth_token_file.as_deref())?;
-    let grpc_listener = bind(config.otlp_grpc_listen, "OTLP/gRPC").await?;
-    let otlp_http_listener = bind(config.otlp_http_listen, "OTLP/HTTP").await?;
-    let api_listener = bind(config.http_listen, "the HTTP API").await?;
-    let otlp_grpc_addr = grpc_listener.local_addr()?;
-    let otlp_http_addr = otlp_http_listener.local_addr()?;
-    let http_addr = api_listener.local_addr()?;
+    // TLS material and token files are read before anything is served: a file that
+    // cannot be used stops start-up as a configuration error, naming its option.
+    let tls = load_tls(config, &metrics)?;
+    let tokens = load_tokens(config)?;
+    let otlp_grpc_addr = listeners.otlp_grpc.local_addr()?;
+    let otlp_http_addr = listeners.otlp_http.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
 
     let clock = Clock::start();
     // Every counter is zero now: the start of the cumulative OTLP points.
     let started = std::time::SystemTime::now();
+    let buffer = start_buffer(config, &metrics, clock, sink, forward.clone())?;
+    let receivers_stop = CancellationToken::new();
+    let grpc = serve_otlp_grpc(
+        listeners.otlp_grpc,
+        tls.otlp_grpc,
+        tokens.otlp.clone(),
+        &buffer.ingest,
+        (&store, &feed),
+        &metrics,
+        receivers_stop.clone(),
+    );
+    let otlp_http = serve_otlp_http(
+        listeners.otlp_http,
+        tls.otlp_http,
+        tokens.otlp,
+        &buffer.ingest,
+        &metrics,
+        receivers_stop.clone(),
+    );
+    let state = Arc::new(ApiState {
+        registry: metrics.registry(),
+        metrics: metrics.clone(),
+        assembler: Arc::clone(&buffer.assembler),
+        store,
+        listeners_up: false.into(),
+        forward_queue: forward.as_ref().map(|f| Arc::clone(f.queue())),
+    });
+    let api_stop = CancellationToken::new();
+    let api = serve_api(
+        listeners.http,
+        tls.http,
+        tokens.api,
+        &state,
+        &metrics,
+        api_stop.clone(),
+    );
+    let (sweeper, sweeper_stop) = start_sweeper(
+        Arc::clone(&buffer.assembler),
+        config.assembly.trace_idle,
+        clock,
+    )?;
+    let otlp_push = start_otlp_push(config, &metrics, started);
+    state.listeners_up.store(true, Ordering::Relaxed);
+    log_listening(config, otlp_grpc_addr, otlp_http_addr, http_addr);
+    Ok(Service {
+        otlp_grpc_addr,
+        otlp_http_addr,
+        http_addr,
+        receivers_stop,
+        receivers: vec![grpc, otlp_http],
+        api_stop,
+        api,
+        sweeper,
+        sweeper_stop,
+        assembler: buffer.assembler,
+        stage: buffer.stage,
+        otlp_push,
+        forward,
+        forward_tasks,
+        metrics,
+        clock,
+        shutdown_timeout: config.shutdown_timeout,
+    })
+}
+
+/// Step: each listener's TLS files, read and checked.
+fn load_tls(config: &Config, metrics: &Metrics) -> anyhow::Result<ListenerTls> {
+    let sec = &config.security;
+    let load = |files: Option<&TlsFiles>, alpn, listener| {
+        tls::ServerTls::load_optional(files, alpn, listener, metrics)
+    };
+    Ok(ListenerTls {
+        otlp_grpc: load(
+            sec.otlp_grpc_tls.as_ref(),
+            tls::ALPN_GRPC,
+            ListenerName::OtlpGrpc,
+        )?,
+        otlp_http: load(
+            sec.otlp_http_tls.as_ref(),
+            tls::ALPN_HTTP,
+            ListenerName::OtlpHttp,
+        )?,
+        http: load(sec.http_tls.as_ref(), tls::ALPN_HTTP, ListenerName::Http)?,
+    })
+}
+
+/// Step: the token files, read and checked.
+fn load_tokens(config: &Config) -> anyhow::Result<Tokens> {
+    let sec = &config.security;
+    Ok(Tokens {
+        otlp: TokenFile::open_optional("auth-token-file", sec.auth_token_file.as_deref())?,
+        api: TokenFile::open_optional("api-auth-token-file", sec.api_auth_token_file.as_deref())?,
+    })
+}
+
+/// Step: the trace buffer, the analysis thread draining its hand-off into `sink`, and
+/// the ingest in front of the buffer (and of the forwarder, when there is one).
+fn start_buffer(
+    config: &Config,
+    metrics: &Metrics,
+    clock: Clock,
+    sink: Box<dyn TraceSink>,
+    forward: Option<Arc<Forwarder>>,
+) -> anyhow::Result<Buffer> {
     let a = &config.assembly;
     let (tx, rx) = tokio::sync::mpsc::channel(a.analysis_queue_size);
     let completion = Completion {
@@ -229,96 +408,124 @@ async fn start_with_forwarder(
             clock,
             config.ingest.max_request_size,
         )
-        .with_forwarder(forward.clone()),
+        .with_forwarder(forward),
     );
+    Ok(Buffer {
+        assembler,
+        stage,
+        ingest,
+    })
+}
 
-    let receivers_stop = CancellationToken::new();
-    let grpc = {
-        let stop = receivers_stop.clone();
-        let service = OtlpGrpcReceiver::service(Arc::clone(&ingest));
-        let layer = OtlpStatusLayer::new(metrics.clone());
-        // The gRPC verdict API shares the OTLP/gRPC port (DESIGN §4); its watch streams end
-        // when the receivers stop, so they never hold the graceful shutdown open.
-        let verdicts =
-            VerdictGrpcService::service(Arc::clone(&store), Arc::clone(&feed), stop.clone());
-        let incoming =
-            tls::Incoming::new(grpc_listener, grpc_tls, ListenerName::OtlpGrpc, &metrics)
-                .into_stream();
-        // Outermost, so the status layer sees the `Unauthenticated` mark.
-        let auth = GrpcAuthLayer::new(otlp_tokens.clone(), crate::ingest::grpc::EXPORT_PATH);
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .layer(auth)
-                .layer(layer)
-                .add_service(service)
-                .add_service(verdicts)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-                .context("OTLP/gRPC server")
-        })
-    };
-    let otlp_http = {
-        let stop = receivers_stop.clone();
-        let router = auth::protect_otlp_http(
-            ingest::http::router(Arc::clone(&ingest)),
-            otlp_tokens,
-            "/v1/traces",
-        );
-        let listener = tls::Incoming::new(
-            otlp_http_listener,
-            otlp_http_tls,
-            ListenerName::OtlpHttp,
-            &metrics,
-        );
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .context("OTLP/HTTP server")
-        })
-    };
+/// Step: the OTLP/gRPC server, with the `faultline.v1` verdict API on the same port.
+fn serve_otlp_grpc(
+    listener: TcpListener,
+    tls: Option<Arc<tls::ServerTls>>,
+    tokens: Option<Arc<TokenFile>>,
+    ingest: &Arc<Ingest>,
+    (store, feed): (&Arc<VerdictStore>, &Arc<VerdictFeed>),
+    metrics: &Metrics,
+    stop: CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let service = OtlpGrpcReceiver::service(Arc::clone(ingest));
+    let layer = OtlpStatusLayer::new(metrics.clone());
+    // The gRPC verdict API shares the OTLP/gRPC port (DESIGN §4); its watch streams end
+    // when the receivers stop, so they never hold the graceful shutdown open.
+    let verdicts = VerdictGrpcService::service(Arc::clone(store), Arc::clone(feed), stop.clone());
+    let incoming = tls::Incoming::new(listener, tls, ListenerName::OtlpGrpc, metrics).into_stream();
+    // Outermost, so the status layer sees the `Unauthenticated` mark.
+    let auth = GrpcAuthLayer::new(tokens, crate::ingest::grpc::EXPORT_PATH);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(auth)
+            .layer(layer)
+            .add_service(service)
+            .add_service(verdicts)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .context("OTLP/gRPC server")
+    })
+}
 
-    let state = Arc::new(ApiState {
-        registry: metrics.registry(),
-        metrics: metrics.clone(),
-        assembler: Arc::clone(&assembler),
-        store,
-        listeners_up: false.into(),
-        forward_queue: forward.as_ref().map(|f| Arc::clone(f.queue())),
-    });
-    let api_stop = CancellationToken::new();
-    let api = {
-        let stop = api_stop.clone();
-        let router = auth::protect_api(api::router(Arc::clone(&state)), api_tokens);
-        let listener = tls::Incoming::new(api_listener, api_tls, ListenerName::Http, &metrics);
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .context("API server")
-        })
-    };
+/// Step: the OTLP/HTTP server (`POST /v1/traces`).
+fn serve_otlp_http(
+    listener: TcpListener,
+    tls: Option<Arc<tls::ServerTls>>,
+    tokens: Option<Arc<TokenFile>>,
+    ingest: &Arc<Ingest>,
+    metrics: &Metrics,
+    stop: CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let router = auth::protect_otlp_http(
+        ingest::http::router(Arc::clone(ingest)),
+        tokens,
+        "/v1/traces",
+    );
+    let listener = tls::Incoming::new(listener, tls, ListenerName::OtlpHttp, metrics);
+    spawn_axum(listener, router, stop, "OTLP/HTTP server")
+}
 
-    // The sweeper scans the whole buffer: it runs on its own low-priority thread, not on
-    // the async workers that answer Export requests. Dropping `sweeper_stop` ends it.
+/// Step: the API server (`/metrics`, `/api/v1/…`, health, Grafana).
+fn serve_api(
+    listener: TcpListener,
+    tls: Option<Arc<tls::ServerTls>>,
+    tokens: Option<Arc<TokenFile>>,
+    state: &Arc<ApiState>,
+    metrics: &Metrics,
+    stop: CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let router = auth::protect_api(api::router(Arc::clone(state)), tokens);
+    let listener = tls::Incoming::new(listener, tls, ListenerName::Http, metrics);
+    spawn_axum(listener, router, stop, "API server")
+}
+
+/// Serves `router` on `listener` until `stop`, then finishes the requests in flight.
+fn spawn_axum(
+    listener: tls::Incoming,
+    router: axum::Router,
+    stop: CancellationToken,
+    what: &'static str,
+) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .context(what)
+    })
+}
+
+/// Step: the sweeper, which completes idle and old traces. It scans the whole buffer, so
+/// it runs on its own low-priority thread, not on the async workers that answer Export
+/// requests. Dropping the returned sender ends it.
+fn start_sweeper(
+    assembler: Arc<Assembler>,
+    trace_idle: Duration,
+    clock: Clock,
+) -> anyhow::Result<(std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>)> {
     let (sweeper_stop, sweeper_stopped) = std::sync::mpsc::channel::<()>();
-    let sweeper = {
-        let assembler = Arc::clone(&assembler);
-        // Sweep often enough that a trace completes within ~1/4 of its idle time late.
-        let period = (a.trace_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        std::thread::Builder::new()
-            .name("faultline-sweeper".into())
-            .spawn(move || {
-                pipeline::lower_thread_priority();
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    sweeper_stopped.recv_timeout(period)
-                {
-                    assembler.sweep(clock.now_ms());
-                }
-            })
-            .context("cannot start the sweeper thread")?
-    };
-    let otlp_push = config.metrics.otlp.as_ref().map(|otlp| {
+    // Sweep often enough that a trace completes within ~1/4 of its idle time late.
+    let period = (trace_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let sweeper = std::thread::Builder::new()
+        .name("faultline-sweeper".into())
+        .spawn(move || {
+            pipeline::lower_thread_priority();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                sweeper_stopped.recv_timeout(period)
+            {
+                assembler.sweep(clock.now_ms());
+            }
+        })
+        .context("cannot start the sweeper thread")?;
+    Ok((sweeper, sweeper_stop))
+}
+
+/// Step: the OTLP metrics push (`--otlp-metrics-endpoint`): its stop signal and task.
+fn start_otlp_push(
+    config: &Config,
+    metrics: &Metrics,
+    started: std::time::SystemTime,
+) -> Option<(CancellationToken, JoinHandle<()>)> {
+    config.metrics.otlp.as_ref().map(|otlp| {
         let stop = CancellationToken::new();
         let pusher = OtlpMetricsPusher::new(
             otlp,
@@ -327,8 +534,17 @@ async fn start_with_forwarder(
             otlp_push::unix_nano(started),
         );
         (stop.clone(), pusher.spawn(otlp.interval, stop))
-    });
-    state.listeners_up.store(true, Ordering::Relaxed);
+    })
+}
+
+/// Step: the listening lines (operators and the black-box tests read the addresses).
+fn log_listening(
+    config: &Config,
+    otlp_grpc_addr: SocketAddr,
+    otlp_http_addr: SocketAddr,
+    http_addr: SocketAddr,
+) {
+    let sec = &config.security;
     tracing::info!(
         "listening for OTLP/gRPC on {otlp_grpc_addr}{}",
         tls_note(sec.otlp_grpc_tls.as_ref(), sec.auth_token_file.is_some())
@@ -341,30 +557,11 @@ async fn start_with_forwarder(
         "listening for the HTTP API on {http_addr}{}",
         tls_note(sec.http_tls.as_ref(), sec.api_auth_token_file.is_some())
     );
-    Ok(Service {
-        otlp_grpc_addr,
-        otlp_http_addr,
-        http_addr,
-        receivers_stop,
-        receivers: vec![grpc, otlp_http],
-        api_stop,
-        api,
-        sweeper,
-        sweeper_stop,
-        assembler,
-        stage,
-        otlp_push,
-        forward,
-        forward_tasks,
-        metrics,
-        clock,
-        shutdown_timeout: config.shutdown_timeout,
-    })
 }
 
 /// What the start-up log line says about a listener's security, e.g. ` (TLS, client
 /// certificates, bearer token)`; empty for plain text without a token.
-fn tls_note(tls: Option<&crate::config::TlsFiles>, token: bool) -> String {
+fn tls_note(tls: Option<&TlsFiles>, token: bool) -> String {
     let mut parts = Vec::new();
     if let Some(t) = tls {
         parts.push("TLS");
@@ -398,8 +595,8 @@ impl Service {
         for r in self.receivers {
             match tokio::time::timeout_at(deadline, r).await {
                 Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::error!("{e:#}"),
-                Ok(Err(e)) => tracing::error!("receiver task: {e}"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "receiver failed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "receiver task failed"),
                 Err(_) => tracing::warn!(
                     "receivers still had requests in flight at the shutdown deadline"
                 ),
@@ -450,20 +647,21 @@ impl Service {
     }
 }
 
-/// Runs the service until `shutdown` resolves, then stops it in order.
+/// Runs the service on `listeners` until `shutdown` resolves, then stops it in order.
 ///
 /// # Errors
 /// Start-up failed, or shutdown missed its deadline.
 pub async fn run(
     config: Config,
     metrics: Metrics,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ShutdownSummary> {
-    let service = start(&config, metrics).await?;
+    let service = start(&config, metrics, listeners).await?;
     shutdown.await;
     tracing::info!(
-        "shutting down: analysing {} buffered spans",
-        service.assembler.buffered_spans()
+        buffered_spans = service.assembler.buffered_spans(),
+        "shutting down: analysing the buffered spans"
     );
     let summary = service.stop().await?;
     tracing::info!(

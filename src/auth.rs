@@ -27,7 +27,6 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::ConfigError;
 use crate::file_watch::{DueCheck, FileStamp};
+use crate::telemetry::LogThrottle;
 
 /// The message of every authentication refusal, whatever was wrong with the token.
 pub const UNAUTHENTICATED_MESSAGE: &str = "missing or invalid bearer token";
@@ -167,8 +167,8 @@ pub struct TokenFile {
     loaded: RwLock<Loaded>,
     clock: Instant,
     check: DueCheck,
-    /// When a refusal was last logged (ms on `clock`, +1 so 0 means never).
-    last_refusal_log_ms: AtomicU64,
+    /// Refusals are logged at most once a second.
+    refusal_log: LogThrottle,
 }
 
 impl std::fmt::Debug for TokenFile {
@@ -204,7 +204,7 @@ impl TokenFile {
             }),
             clock: Instant::now(),
             check: DueCheck::new(CHECK_EVERY),
-            last_refusal_log_ms: AtomicU64::new(0),
+            refusal_log: LogThrottle::new(),
         })
     }
 
@@ -276,9 +276,9 @@ impl TokenFile {
         match result {
             Ok(digests) => {
                 tracing::info!(
-                    "--{} {}: {} token(s) in force",
-                    self.option,
-                    self.path.display(),
+                    option = self.option,
+                    path = %self.path.display(),
+                    "{} token(s) in force",
                     digests.len()
                 );
                 loaded.digests = digests;
@@ -286,9 +286,10 @@ impl TokenFile {
             }
             Err(e) => {
                 tracing::warn!(
-                    "--{} {}: {e}; keeping the {} token(s) read before",
-                    self.option,
-                    self.path.display(),
+                    option = self.option,
+                    path = %self.path.display(),
+                    error = %e,
+                    "token file unusable; keeping the {} token(s) read before",
                     loaded.digests.len()
                 );
                 false
@@ -299,18 +300,15 @@ impl TokenFile {
     /// Logs a refusal, at most once a second (the counters, where there are some, have
     /// every one).
     pub fn log_refusal(&self, what: &str) {
-        let now = self.clock.elapsed().as_millis() as u64 + 1;
-        let last = self.last_refusal_log_ms.load(Ordering::Relaxed);
-        if last != 0 && now < last + 1_000
-            || self
-                .last_refusal_log_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
+        if !self
+            .refusal_log
+            .allow(self.clock.elapsed().as_millis() as u64)
         {
             return;
         }
         tracing::info!(
-            "refused {what} without a valid bearer token (logged at most once a second)"
+            refused = what,
+            "refused without a valid bearer token (logged at most once a second)"
         );
     }
 }

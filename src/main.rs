@@ -46,10 +46,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     let metrics = Metrics::default();
-    match runtime.block_on(faultline::app::run(config, metrics, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        let listeners = faultline::app::Listeners::bind(&config).await?;
+        faultline::app::run(config, metrics, listeners, shutdown_signal()).await
+    });
+    match served {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!(error = %format!("{e:#}"), "faultline failed");
             eprintln!("faultline: {e:#}");
             // A TLS or token file that cannot be used is a bad option, like a bad flag.
             if e.chain().any(|c| {
@@ -83,7 +87,7 @@ async fn shutdown_signal() {
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}; stopping on Ctrl-C only");
+            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }

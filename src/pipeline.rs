@@ -10,20 +10,13 @@ use crate::analysis::{analyze_trace, AnalysisConfig, Verdict};
 use crate::assembly::CompletedTrace;
 use crate::forward::Forwarder;
 use crate::ingest::convert;
-use crate::store::VerdictStore;
+use crate::store::{VerdictObserver, VerdictStore};
 use crate::telemetry::metrics::Metrics;
 
 /// What the analysis stage does with each completed trace.
 pub trait TraceSink: Send + 'static {
     /// Handles one trace. Runs on the stage's own thread; may block.
     fn handle(&mut self, trace: CompletedTrace);
-}
-
-/// Something that reacts to each verdict once it is stored (metrics, live subscribers).
-/// Called on the analysis thread: implementations must not block.
-pub trait VerdictObserver: Send + Sync + 'static {
-    /// One new verdict, with cross-trace evidence already added.
-    fn on_verdict(&self, verdict: &Arc<Verdict>);
 }
 
 /// The shipped stage: traces holding a failing entry are materialised into the plain
@@ -96,7 +89,8 @@ impl AnalysisStage {
             tracing::warn!(
                 trace_id = %trace.trace_id,
                 corrupt = materialized.corrupt.len(),
-                "skipped spans that do not decode; first: {first}"
+                first = %first,
+                "skipped spans that do not decode"
             );
         }
         let model = materialized.trace;
@@ -165,9 +159,9 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::assembly::policy::Trigger;
     use crate::assembly::{BufferedSpan, SpanOrigin};
     use crate::model::{SpanId, TraceId};
-    use crate::telemetry::metrics::Trigger;
 
     fn span(n: u8, encoded: Vec<u8>) -> BufferedSpan {
         BufferedSpan {
@@ -180,7 +174,6 @@ mod tests {
 
     /// The encoding of a SERVER span `GET /x` of trace `[t; 16]` answering HTTP 500.
     fn failing_server_span(t: u8) -> Vec<u8> {
-        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
         ProtoSpan {
             trace_id: vec![t; 16],
             span_id: vec![1; 8],
@@ -188,13 +181,7 @@ mod tests {
             name: "GET /x".into(),
             start_time_unix_nano: 1_000,
             end_time_unix_nano: 2_000,
-            attributes: vec![KeyValue {
-                key: "http.response.status_code".into(),
-                value: Some(AnyValue {
-                    value: Some(Value::IntValue(500)),
-                }),
-                ..Default::default()
-            }],
+            attributes: vec![crate::synth::int_kv("http.response.status_code", 500)],
             ..Default::default()
         }
         .encode_to_vec()

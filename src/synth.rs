@@ -39,17 +39,23 @@ const SERVICES: [&str; 4] = ["edge", "orders", "inventory", "payments"];
 
 const PY_STACK: &str = "Traceback (most recent call last):\n  File \"/srv/app/.venv/lib/python3.11/site-packages/flask/app.py\", line 1484, in full_dispatch_request\n    rv = self.dispatch_request()\n  File \"/srv/app/inventory/handlers.py\", line 42, in reserve\n    sku = item[\"sku\"]\nKeyError: 'sku'\n";
 
-fn kv(key: &str, v: any_value::Value) -> KeyValue {
+/// An OTLP attribute `key` = `v`: the one key-value builder of the generator, the
+/// benches and the unit tests (the black-box tests have theirs in their support module).
+pub fn kv(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         value: Some(AnyValue { value: Some(v) }),
         ..Default::default()
     }
 }
-fn s(key: &str, v: impl Into<String>) -> KeyValue {
+
+/// A string attribute.
+pub fn str_kv(key: &str, v: impl Into<String>) -> KeyValue {
     kv(key, any_value::Value::StringValue(v.into()))
 }
-fn i(key: &str, v: i64) -> KeyValue {
+
+/// An integer attribute.
+pub fn int_kv(key: &str, v: i64) -> KeyValue {
     kv(key, any_value::Value::IntValue(v))
 }
 
@@ -101,12 +107,12 @@ impl Generator {
                 .map(|(idx, spans)| ResourceSpans {
                     resource: Some(Resource {
                         attributes: vec![
-                            s("service.name", SERVICES[idx]),
-                            s("service.version", "2026.11.2"),
-                            s("deployment.environment.name", "production"),
-                            s("cloud.region", "eu-west-1"),
-                            s("telemetry.sdk.language", "python"),
-                            s("host.name", format!("{}-7f9c-{}", SERVICES[idx], idx)),
+                            str_kv("service.name", SERVICES[idx]),
+                            str_kv("service.version", "2026.11.2"),
+                            str_kv("deployment.environment.name", "production"),
+                            str_kv("cloud.region", "eu-west-1"),
+                            str_kv("telemetry.sdk.language", "python"),
+                            str_kv("host.name", format!("{}-7f9c-{}", SERVICES[idx], idx)),
                         ],
                         ..Default::default()
                     }),
@@ -171,38 +177,14 @@ impl Generator {
             } else {
                 200
             };
-            let mut attributes = vec![
-                s("http.request.method", "GET"),
-                s("http.route", route.clone()),
-                s("url.path", format!("/api/orders/{}", self.next() % 100_000)),
-                s("url.scheme", "http"),
-                s(
-                    "server.address",
-                    format!("{}.svc.cluster.local", SERVICES[service]),
-                ),
-                i("server.port", 8080),
-                s("network.protocol.version", "1.1"),
-                s("user_agent.original", "python-requests/2.32.3"),
-                s("app.tenant", format!("tenant-{}", self.next() % 50)),
-                i("http.response.status_code", status),
-            ];
+            let mut attributes = self.http_attributes(&route, service, status);
             if kind == 3 && k % 2 == 0 {
-                attributes[0] = s("db.system", "postgresql");
-                attributes[1] = s("db.statement", "SELECT * FROM orders WHERE id = $1");
+                attributes[0] = str_kv("db.system", "postgresql");
+                attributes[1] = str_kv("db.statement", "SELECT * FROM orders WHERE id = $1");
             }
             let mut events = Vec::new();
             if failing && k == n - 1 {
-                events.push(span::Event {
-                    time_unix_nano: start + offset + dur / 2,
-                    name: "exception".into(),
-                    attributes: vec![
-                        s("exception.type", "KeyError"),
-                        s("exception.message", "'sku'"),
-                        s("exception.stacktrace", PY_STACK),
-                        kv("exception.escaped", any_value::Value::BoolValue(true)),
-                    ],
-                    dropped_attributes_count: 0,
-                });
+                events.push(exception_event(start + offset + dur / 2));
             }
             out[service].push(Span {
                 trace_id: trace_id.to_vec(),
@@ -227,6 +209,41 @@ impl Generator {
             });
             ids.push(span_id);
         }
+    }
+
+    /// The HTTP attributes of a span of `service` on `route` answering `status` (two of
+    /// them drawn from the generator, in this order: the path, then the tenant).
+    fn http_attributes(&mut self, route: &str, service: usize, status: i64) -> Vec<KeyValue> {
+        vec![
+            str_kv("http.request.method", "GET"),
+            str_kv("http.route", route),
+            str_kv("url.path", format!("/api/orders/{}", self.next() % 100_000)),
+            str_kv("url.scheme", "http"),
+            str_kv(
+                "server.address",
+                format!("{}.svc.cluster.local", SERVICES[service]),
+            ),
+            int_kv("server.port", 8080),
+            str_kv("network.protocol.version", "1.1"),
+            str_kv("user_agent.original", "python-requests/2.32.3"),
+            str_kv("app.tenant", format!("tenant-{}", self.next() % 50)),
+            int_kv("http.response.status_code", status),
+        ]
+    }
+}
+
+/// The exception event of a failing trace's last span: Python's `KeyError`, with stack.
+fn exception_event(time_unix_nano: u64) -> span::Event {
+    span::Event {
+        time_unix_nano,
+        name: "exception".into(),
+        attributes: vec![
+            str_kv("exception.type", "KeyError"),
+            str_kv("exception.message", "'sku'"),
+            str_kv("exception.stacktrace", PY_STACK),
+            kv("exception.escaped", any_value::Value::BoolValue(true)),
+        ],
+        dropped_attributes_count: 0,
     }
 }
 

@@ -301,9 +301,9 @@ impl ServerTls {
                 self.reloaded.inc();
                 tracing::info!(
                     listener,
-                    "--{} {}: TLS files changed, reloaded; new handshakes use them",
-                    self.files.cert.0,
-                    self.files.cert.1.display()
+                    option = self.files.cert.0,
+                    path = %self.files.cert.1.display(),
+                    "TLS files changed, reloaded; new handshakes use them"
                 );
                 Ok(true)
             }
@@ -311,7 +311,8 @@ impl ServerTls {
                 self.refused.inc();
                 tracing::error!(
                     listener,
-                    "{e}; keeping the TLS configuration loaded before (retried when a file changes)"
+                    error = %e,
+                    "keeping the TLS configuration loaded before (retried when a file changes)"
                 );
                 Err(e)
             }
@@ -478,7 +479,7 @@ impl Incoming {
                                     Ok(Ok(tls)) => Some((tls, peer)),
                                     Ok(Err(e)) => {
                                         failures.inc();
-                                        tracing::debug!(listener = name.as_str(), %peer, "TLS handshake failed: {e}");
+                                        tracing::debug!(listener = name.as_str(), %peer, error = %e, "TLS handshake failed");
                                         None
                                     }
                                     Err(_) => {
@@ -515,7 +516,7 @@ async fn accept_error(e: io::Error) {
     ) {
         return;
     }
-    tracing::error!("accept failed: {e}; retrying in 1s");
+    tracing::error!(error = %e, "accept failed; retrying in 1s");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::analysis::{Classification, Verdict};
-use crate::pipeline::VerdictObserver;
+use crate::store::VerdictObserver;
 use crate::telemetry::metrics::Metrics;
 
 /// Publishes every stored verdict to the current subscribers.

@@ -107,7 +107,7 @@ async fn metrics(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response
     match encoded {
         Ok(()) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(e) => {
-            tracing::error!("encoding metrics: {e}");
+            tracing::error!(error = %e, "cannot encode the metrics");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "metrics encoding failed\n",

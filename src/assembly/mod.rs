@@ -20,9 +20,9 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 
 use crate::model::{SpanId, TraceId};
-use crate::telemetry::metrics::{Metrics, Trigger, TriggerLabels};
+use crate::telemetry::metrics::{Metrics, TriggerLabels};
 
-pub use policy::{Completion, TraceAge};
+pub use policy::{Completion, TraceAge, Trigger};
 
 /// Resource and scope a group of spans was sent under, encoded as the sender sent them.
 /// Shared (`Arc`) by every span of one `ScopeSpans`.
@@ -275,7 +275,9 @@ impl Assembler {
             .fetch_sub(buf.spans.len(), Ordering::Relaxed);
         self.metrics
             .traces_completed
-            .get_or_create(&TriggerLabels { trigger })
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.as_str(),
+            })
             .inc();
         permit.send(CompletedTrace {
             trace_id,
@@ -361,7 +363,7 @@ impl Assembler {
             self.metrics
                 .traces_completed
                 .get_or_create(&TriggerLabels {
-                    trigger: Trigger::Shutdown,
+                    trigger: Trigger::Shutdown.as_str(),
                 })
                 .inc();
             permit.send(CompletedTrace {

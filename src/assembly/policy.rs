@@ -1,7 +1,30 @@
 //! When a trace is complete: pure functions of a trace's age and `now` (milliseconds on
 //! the service's monotonic clock), so the policy is tested without sleeping.
 
-use crate::telemetry::metrics::Trigger;
+/// Why a trace left the buffer.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Trigger {
+    /// No new span for `--trace-idle`.
+    Idle,
+    /// Older than `--trace-max-age`.
+    MaxAge,
+    /// Analysed early to stay inside `--max-buffered-spans`.
+    Eviction,
+    /// Flushed at shutdown.
+    Shutdown,
+}
+
+impl Trigger {
+    /// Its label value on `faultline_traces_completed_total{trigger}`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Idle => "idle",
+            Trigger::MaxAge => "max_age",
+            Trigger::Eviction => "eviction",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
+}
 
 /// Arrival times of a buffered trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -165,15 +165,16 @@ impl Client {
             Ok(connection) => {
                 *self.connection.write().unwrap_or_else(|p| p.into_inner()) = connection;
                 tracing::info!(
-                    "{}: forward TLS files changed, reloaded; new connections use them",
-                    watch.describe()
+                    files = %watch.describe(),
+                    "forward TLS files changed, reloaded; new connections use them"
                 );
                 Ok(true)
             }
             Err(e) => {
                 tracing::error!(
-                    "{e} ({}); keeping the forward TLS files loaded before (retried when a file changes)",
-                    watch.describe()
+                    files = %watch.describe(),
+                    error = %e,
+                    "keeping the forward TLS files loaded before (retried when a file changes)"
                 );
                 Err(e)
             }

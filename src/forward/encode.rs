@@ -343,27 +343,18 @@ fn put_len_prefix_with(buf: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
 mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::Span;
     use prost::Message;
 
     use super::*;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::synth::str_kv;
 
     fn origin(service: &str, scope: &str) -> Arc<SpanOrigin> {
         Arc::new(SpanOrigin {
             resource: Resource {
-                attributes: vec![kv("service.name", service)],
+                attributes: vec![str_kv("service.name", service)],
                 ..Default::default()
             }
             .encode_to_vec()
@@ -385,7 +376,7 @@ mod tests {
             trace_id: vec![1; 16],
             span_id: vec![n; 8],
             name: format!("span {n}"),
-            attributes: vec![kv("a", "1"), kv("b", "2")],
+            attributes: vec![str_kv("a", "1"), str_kv("b", "2")],
             ..Default::default()
         }
         .encode_to_vec()
@@ -417,7 +408,7 @@ mod tests {
         let orders = &req.resource_spans[0];
         assert_eq!(
             orders.resource.as_ref().unwrap().attributes,
-            vec![kv("service.name", "orders")]
+            vec![str_kv("service.name", "orders")]
         );
         assert_eq!(orders.schema_url, "https://opentelemetry.io/schemas/1.26.0");
         assert_eq!(orders.scope_spans.len(), 2);
@@ -493,10 +484,10 @@ mod tests {
             span_id: vec![2; 8],
             name: "GET /orders".into(),
             attributes: vec![
-                kv("http.route", "/orders"),
-                kv("faultline.classification", "handler_defect"),
-                kv("faultlines", "not ours"),
-                kv("faultline.blame", "x"),
+                str_kv("http.route", "/orders"),
+                str_kv("faultline.classification", "handler_defect"),
+                str_kv("faultlines", "not ours"),
+                str_kv("faultline.blame", "x"),
             ],
             end_time_unix_nano: 42,
             ..Default::default()
@@ -504,7 +495,10 @@ mod tests {
         let stripped = strip_attributes(&sent.encode_to_vec(), "faultline.").unwrap();
         let got = Span::decode(stripped.as_slice()).unwrap();
         let want = Span {
-            attributes: vec![kv("http.route", "/orders"), kv("faultlines", "not ours")],
+            attributes: vec![
+                str_kv("http.route", "/orders"),
+                str_kv("faultlines", "not ours"),
+            ],
             ..sent
         };
         assert_eq!(got, want);

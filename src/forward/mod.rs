@@ -112,23 +112,7 @@ impl Forwarder {
             .collect::<Result<Vec<_>, _>>()?;
         let (journal, recovered) = match journal {
             None => (None, Vec::new()),
-            Some((j, records)) => {
-                let mut items = Vec::with_capacity(records.len());
-                for (id, record) in records {
-                    match queue::parse_journal_record(&record) {
-                        Some((spans, body)) => items.push(Item {
-                            spans,
-                            body: Bytes::copy_from_slice(body),
-                            enqueued: std::time::Instant::now(),
-                            journal: Some(id),
-                        }),
-                        None => tracing::warn!(
-                            "skipped a forward queue record too short to hold a request"
-                        ),
-                    }
-                }
-                (Some(j), items)
-            }
+            Some((j, records)) => (Some(j), recovered_items(records)),
         };
         let recovered_spans: usize = recovered.iter().map(|i| i.spans).sum();
         if recovered_spans > 0 {
@@ -167,25 +151,9 @@ impl Forwarder {
             disk = cfg.queue_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "forwarding spans"
         );
-        // The on-disk queue survives a process crash as soon as a request is appended; a
-        // sync a second bounds what an OS crash or power loss can take.
         let syncing = CancellationToken::new();
         if forwarder.queue.is_durable() {
-            let f = Arc::clone(&forwarder);
-            let stop = syncing.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(DISK_SYNC_PERIOD) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    let q = Arc::clone(&f.queue);
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
-                        tracing::error!("cannot sync the on-disk forward queue: {e}");
-                    }
-                    f.update_disk_gauge();
-                }
-            });
+            spawn_disk_sync(Arc::clone(&forwarder), syncing.clone());
         }
         let tasks = ForwarderTasks {
             syncing,
@@ -289,7 +257,7 @@ impl Forwarder {
     fn queued(&self, outcome: Queued) {
         if let Queued::NotJournalled(e) = outcome {
             self.metrics.forward.queue_disk_errors.inc();
-            tracing::error!("cannot write the on-disk forward queue (kept in memory): {e}");
+            tracing::error!(error = %e, "cannot write the on-disk forward queue (kept in memory)");
         }
         self.update_gauges();
     }
@@ -309,7 +277,7 @@ impl Forwarder {
     fn finish(&self, items: &[Item]) {
         if let Err(e) = self.queue.finish(items) {
             self.metrics.forward.queue_disk_errors.inc();
-            tracing::error!("cannot acknowledge delivered spans in the on-disk queue (they will be sent again after a restart): {e}");
+            tracing::error!(error = %e, "cannot acknowledge delivered spans in the on-disk queue (they will be sent again after a restart)");
         }
         self.update_gauges();
     }
@@ -380,7 +348,7 @@ impl Forwarder {
                     fm.sent_spans.inc_by(spans as u64 - rejected);
                     if rejected > 0 {
                         self.fail(FailureReason::PartiallyRejected, rejected);
-                        tracing::warn!(rejected, "the forward endpoint rejected spans: {message}");
+                        tracing::warn!(rejected, %message, "the forward endpoint rejected spans");
                     }
                     return Some(());
                 }
@@ -388,7 +356,8 @@ impl Forwarder {
                     self.fail(FailureReason::Rejected, spans as u64);
                     tracing::error!(
                         spans,
-                        "the forward endpoint refused a batch; dropped, not retried: {detail}"
+                        error = %detail,
+                        "the forward endpoint refused a batch; dropped, not retried"
                     );
                     return Some(());
                 }
@@ -404,8 +373,9 @@ impl Forwarder {
                 tracing::error!(
                     spans,
                     retries = retry,
-                    "gave up forwarding a batch after {:?}: {detail}",
-                    started.elapsed()
+                    elapsed = ?started.elapsed(),
+                    error = %detail,
+                    "gave up forwarding a batch"
                 );
                 return Some(());
             };
@@ -415,9 +385,9 @@ impl Forwarder {
                 })
                 .inc_by(spans as u64);
             if retry == 0 {
-                tracing::warn!(spans, ?wait, "forwarding failed, retrying: {detail}");
+                tracing::warn!(spans, ?wait, error = %detail, "forwarding failed, retrying");
             } else {
-                tracing::debug!(spans, retry, ?wait, "forwarding failed again: {detail}");
+                tracing::debug!(spans, retry, ?wait, error = %detail, "forwarding failed again");
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -469,7 +439,7 @@ impl ForwarderTasks {
             }
         }
         if let Err(e) = f.queue.sync() {
-            tracing::error!("cannot sync the on-disk forward queue: {e}");
+            tracing::error!(error = %e, "cannot sync the on-disk forward queue");
         }
         f.update_gauges();
         f.update_disk_gauge();
@@ -548,4 +518,39 @@ fn annotations(verdicts: &[Arc<Verdict>]) -> HashMap<SpanId, Annotation> {
         }
     }
     notes
+}
+/// The records the on-disk queue recovered, as queue items (one too short to hold a
+/// request is skipped, and said).
+fn recovered_items(records: queue::Recovered) -> Vec<Item> {
+    let mut items = Vec::with_capacity(records.len());
+    for (id, record) in records {
+        match queue::parse_journal_record(&record) {
+            Some((spans, body)) => items.push(Item {
+                spans,
+                body: Bytes::copy_from_slice(body),
+                enqueued: std::time::Instant::now(),
+                journal: Some(id),
+            }),
+            None => tracing::warn!("skipped a forward queue record too short to hold a request"),
+        }
+    }
+    items
+}
+
+/// The on-disk queue survives a process crash as soon as a request is appended; a sync
+/// a second, until `stop`, bounds what an OS crash or power loss can take.
+fn spawn_disk_sync(forwarder: Arc<Forwarder>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DISK_SYNC_PERIOD) => {}
+                _ = stop.cancelled() => return,
+            }
+            let q = Arc::clone(&forwarder.queue);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.sync()).await {
+                tracing::error!(error = %e, "cannot sync the on-disk forward queue");
+            }
+            forwarder.update_disk_gauge();
+        }
+    });
 }

@@ -948,48 +948,9 @@ fn recover_segment(
     }
 
     let acks = recover_acks(&ack_path, number)?;
-    let mut pending = HashSet::new();
-    let mut corrupt = Vec::new();
-    let mut buf = Vec::new();
-    let mut pos = HEADER_LEN;
-    let read = io_err("read", &seg_path);
-    while pos < file_len {
-        match read_frame(&file, pos, file_len, &mut buf).map_err(&read)? {
-            Frame::Valid { end } => {
-                if !acks.offsets.contains(&pos) {
-                    pending.insert(pos);
-                    recovered.records.push((
-                        RecordId {
-                            segment: number,
-                            offset: pos,
-                        },
-                        std::mem::take(&mut buf),
-                    ));
-                }
-                pos = end;
-            }
-            Frame::BadChecksum { end } => {
-                // Framing is trusted only if the length leads to another good record, or
-                // to the exact end of a segment that was complete (not the last one).
-                let intact = if end == file_len {
-                    !is_last
-                } else {
-                    matches!(
-                        read_frame(&file, end, file_len, &mut buf).map_err(&read)?,
-                        Frame::Valid { .. }
-                    )
-                };
-                if !intact {
-                    break;
-                }
-                if !acks.offsets.contains(&pos) {
-                    corrupt.push(pos);
-                }
-                pos = end;
-            }
-            Frame::Untrusted => break,
-        }
-    }
+    let scan = scan_records(&file, file_len, number, is_last, &acks.offsets, &seg_path)?;
+    recovered.records.extend(scan.records);
+    let (pos, pending, corrupt) = (scan.end, scan.pending, scan.corrupt);
     if pos < file_len {
         let lost = file_len - pos;
         if is_last {
@@ -1013,29 +974,7 @@ fn recover_segment(
     if !corrupt.is_empty() {
         tracing::warn!(path = %seg_path.display(), records = corrupt.len(), "forward queue: records with a bad checksum skipped");
         recovered.corrupt_records += corrupt.len() as u64;
-        // Acked so that they are counted once and do not keep the segment alive.
-        let ack_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&ack_path)
-            .map_err(io_err("open", &ack_path))?;
-        let write = io_err("write", &ack_path);
-        let mut bytes = Vec::with_capacity(corrupt.len() * ACK_ENTRY_LEN as usize);
-        if segment.acks.len == 0 {
-            ack_file.set_len(0).map_err(io_err("truncate", &ack_path))?;
-            bytes.extend_from_slice(&encode_header(ACK_MAGIC, number));
-        }
-        for offset in corrupt {
-            bytes.extend_from_slice(&ack_entry(offset));
-        }
-        ack_file
-            .write_all_at(&bytes, segment.acks.len)
-            .map_err(&write)?;
-        ack_file.sync_data().map_err(io_err("sync", &ack_path))?;
-        segment.acks.len += bytes.len() as u64;
+        segment.acks.len = ack_corrupt_records(&ack_path, number, segment.acks.len, &corrupt)?;
     }
     if segment.pending.is_empty() {
         drop(file);
@@ -1044,6 +983,108 @@ fn recover_segment(
         return Ok(None);
     }
     Ok(Some(segment))
+}
+
+/// What the records of a segment file hold: the unacknowledged records, where they
+/// stand, the unacknowledged records whose checksum is bad, and where the readable part
+/// of the file ends.
+struct SegmentScan {
+    records: Vec<(RecordId, Vec<u8>)>,
+    pending: HashSet<u64>,
+    corrupt: Vec<u64>,
+    end: u64,
+}
+
+/// Reads a segment's records from after its header until the file ends or the framing
+/// can no longer be trusted; records whose offset is in `acked` are skipped.
+fn scan_records(
+    file: &File,
+    file_len: u64,
+    number: u64,
+    is_last: bool,
+    acked: &HashSet<u64>,
+    seg_path: &Path,
+) -> Result<SegmentScan, WalError> {
+    let mut records = Vec::new();
+    let mut pending = HashSet::new();
+    let mut corrupt = Vec::new();
+    let mut buf = Vec::new();
+    let mut pos = HEADER_LEN;
+    let read = io_err("read", seg_path);
+    while pos < file_len {
+        match read_frame(file, pos, file_len, &mut buf).map_err(&read)? {
+            Frame::Valid { end } => {
+                if !acked.contains(&pos) {
+                    pending.insert(pos);
+                    records.push((
+                        RecordId {
+                            segment: number,
+                            offset: pos,
+                        },
+                        std::mem::take(&mut buf),
+                    ));
+                }
+                pos = end;
+            }
+            Frame::BadChecksum { end } => {
+                // Framing is trusted only if the length leads to another good record, or
+                // to the exact end of a segment that was complete (not the last one).
+                let intact = if end == file_len {
+                    !is_last
+                } else {
+                    matches!(
+                        read_frame(file, end, file_len, &mut buf).map_err(&read)?,
+                        Frame::Valid { .. }
+                    )
+                };
+                if !intact {
+                    break;
+                }
+                if !acked.contains(&pos) {
+                    corrupt.push(pos);
+                }
+                pos = end;
+            }
+            Frame::Untrusted => break,
+        }
+    }
+    Ok(SegmentScan {
+        records,
+        pending,
+        corrupt,
+        end: pos,
+    })
+}
+
+/// Acknowledges the `corrupt` records of segment `number` in its ack file (created when
+/// `acks_len` is 0), so that they are counted once and do not keep the segment alive.
+/// Returns the ack file's new length.
+fn ack_corrupt_records(
+    ack_path: &Path,
+    number: u64,
+    acks_len: u64,
+    corrupt: &[u64],
+) -> Result<u64, WalError> {
+    let ack_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(ack_path)
+        .map_err(io_err("open", ack_path))?;
+    let write = io_err("write", ack_path);
+    let mut bytes = Vec::with_capacity(corrupt.len() * ACK_ENTRY_LEN as usize);
+    if acks_len == 0 {
+        ack_file.set_len(0).map_err(io_err("truncate", ack_path))?;
+        bytes.extend_from_slice(&encode_header(ACK_MAGIC, number));
+    }
+    for &offset in corrupt {
+        bytes.extend_from_slice(&ack_entry(offset));
+    }
+    ack_file.write_all_at(&bytes, acks_len).map_err(&write)?;
+    ack_file.sync_data().map_err(io_err("sync", ack_path))?;
+    Ok(acks_len + bytes.len() as u64)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Protobuf ↔ internal forms, in one place: lite OTLP requests into buffered spans
+//! Wire ↔ internal forms, in one place: OTLP/JSON into protobuf ([`json_to_protobuf`]),
+//! lite OTLP requests into buffered spans
 //! (validated, each span stored as the bytes it was sent as) and buffered spans back into
 //! the plain [`crate::model`] the analysis reads.
 //!
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
@@ -21,6 +23,16 @@ use super::lite::{
 };
 use crate::assembly::{BufferedSpan, SpanOrigin};
 use crate::model::{self, Attributes, SpanId, SpanKind, StatusCode, TraceId, Value};
+
+/// Reads one OTLP/JSON `ExportTraceServiceRequest` (hex ids, 64-bit integers as strings
+/// or numbers, unknown fields ignored) and encodes it as protobuf: the one place JSON is
+/// read, shared by the OTLP/HTTP receiver and `faultline analyze`.
+///
+/// # Errors
+/// The payload is not JSON, or not a trace request; the error has line and column.
+pub fn json_to_protobuf(payload: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    Ok(serde_json::from_slice::<ExportTraceServiceRequest>(payload)?.encode_to_vec())
+}
 
 /// Which SERVER spans mark a failing request at ingest (so healthy traces are never
 /// materialised). Mirrors the entry rule of DESIGN §3.
@@ -332,6 +344,7 @@ fn value(v: Option<AnyValue>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::synth::kv;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
     use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Status};
@@ -458,14 +471,6 @@ mod tests {
             let new_m = materialize(trace_id, &new_spans);
             assert!(old_m.corrupt.is_empty() && new_m.corrupt.is_empty());
             assert_eq!(old_m.trace, new_m.trace);
-        }
-    }
-
-    fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
         }
     }
 

@@ -279,11 +279,7 @@ fn remap_tonic_refusal(headers: &mut http::HeaderMap, metrics: &Metrics, unauthe
         _ => return,
     };
     metrics.refuse_request(Transport::Grpc, reason);
-    tracing::info!(
-        transport = "grpc",
-        ?reason,
-        "refused export request (status {code})"
-    );
+    tracing::info!(transport = "grpc", ?reason, ?code, "refused export request");
     if let Some(new) = err {
         headers.insert("grpc-status", http::HeaderValue::from(new as i32));
     }

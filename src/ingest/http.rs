@@ -21,9 +21,9 @@ use axum::routing::post;
 use axum::Extension;
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use super::convert::json_to_protobuf;
 use super::lite::LiteExportRequest;
 use super::{Ingest, IngestError};
 use crate::auth::Unauthenticated;
@@ -183,16 +183,6 @@ pub fn decode(payload: Bytes, format: Format) -> Result<LiteExportRequest, Inges
     };
     LiteExportRequest::decode(protobuf)
         .map_err(|e| IngestError::Malformed(format!("protobuf: {e}")))
-}
-
-/// Reads one OTLP/JSON `ExportTraceServiceRequest` (hex ids, 64-bit integers as strings
-/// or numbers, unknown fields ignored) and encodes it as protobuf: the one place JSON is
-/// read, shared by this receiver and `faultline analyze`.
-///
-/// # Errors
-/// The payload is not JSON, or not a trace request; the error has line and column.
-pub fn json_to_protobuf(payload: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    Ok(serde_json::from_slice::<ExportTraceServiceRequest>(payload)?.encode_to_vec())
 }
 
 fn error_response(err: &IngestError, format: Format) -> Response {

@@ -13,7 +13,6 @@ pub mod grpc;
 pub mod http;
 pub mod lite;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use crate::assembly::{Assembler, Overloaded};
 use crate::config::ForwardMode;
 use crate::forward::Forwarder;
 use crate::telemetry::metrics::{Metrics, RefuseReason, Transport, TransportLabels};
+use crate::telemetry::LogThrottle;
 use convert::EntryRule;
 use lite::LiteExportRequest;
 
@@ -169,10 +169,9 @@ pub struct Ingest {
     max_request_size: usize,
     /// The forwarder, when `--forward-endpoint` is set.
     forward: Option<Arc<Forwarder>>,
-    /// When a refusal was last logged (ms on `clock`, +1 so 0 means never): under
-    /// overload every request is refused, and one log line a second says enough; the
-    /// counters have every refusal.
-    last_refusal_log_ms: AtomicU64,
+    /// Under overload every request is refused: refusals are logged at most once a
+    /// second, and the counters have every one.
+    refusal_log: LogThrottle,
 }
 
 impl Ingest {
@@ -191,7 +190,7 @@ impl Ingest {
             clock,
             max_request_size,
             forward: None,
-            last_refusal_log_ms: AtomicU64::new(0),
+            refusal_log: LogThrottle::new(),
         }
     }
 
@@ -308,26 +307,21 @@ impl Ingest {
     /// Counts and logs a request refused whole.
     pub fn refused(&self, transport: Transport, err: &IngestError) {
         self.metrics.refuse_request(transport, err.reason());
-        let now = self.clock.now_ms() + 1;
-        let last = self.last_refusal_log_ms.load(Ordering::Relaxed);
-        if last != 0 && now < last + 1_000
-            || self
-                .last_refusal_log_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.refusal_log.allow(self.clock.now_ms()) {
             return;
         }
         match err {
             IngestError::Overloaded(_) | IngestError::ForwardQueueFull { .. } => {
                 tracing::warn!(
                     ?transport,
-                    "pushing back (logged at most once a second): {err}"
+                    error = %err,
+                    "pushing back (logged at most once a second)"
                 )
             }
             _ => tracing::info!(
                 ?transport,
-                "refused export request (logged at most once a second): {err}"
+                error = %err,
+                "refused export request (logged at most once a second)"
             ),
         }
     }

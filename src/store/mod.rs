@@ -13,6 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::analysis::{Classification, Verdict};
 use fingerprints::{FingerprintIndex, FingerprintSummary};
 
+/// Something that reacts to each verdict once the store holds it (metrics, live
+/// subscribers): the hook the analysis stage feeds beside the store.
+/// Called on the analysis thread: implementations must not block.
+pub trait VerdictObserver: Send + Sync + 'static {
+    /// One new verdict, with cross-trace evidence already added.
+    fn on_verdict(&self, verdict: &Arc<Verdict>);
+}
+
 /// Filters of `GET /api/v1/verdicts`.
 #[derive(Debug, Default, Clone)]
 pub struct VerdictQuery {

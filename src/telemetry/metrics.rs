@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::names;
 use super::verdict_metrics::VerdictMetrics;
 
 /// Receiving transport.
@@ -77,19 +78,6 @@ pub struct TlsReloadLabels {
     pub result: ReloadResult,
 }
 
-/// Why a trace left the buffer.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Trigger {
-    /// No new span for `--trace-idle`.
-    Idle,
-    /// Older than `--trace-max-age`.
-    MaxAge,
-    /// Analysed early to stay inside `--max-buffered-spans`.
-    Eviction,
-    /// Flushed at shutdown.
-    Shutdown,
-}
-
 /// How an OTLP metrics push ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ExportResult {
@@ -125,8 +113,9 @@ pub struct RefusedLabels {
 /// Labels `{trigger}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
-    /// Why the trace was completed.
-    pub trigger: Trigger,
+    /// Why the trace was completed: an `assembly::policy::Trigger` label value (the
+    /// policy owns the trigger; telemetry, below it, only carries its name).
+    pub trigger: &'static str,
 }
 
 /// Labels `{reason}` of the forwarder's retries and failures.
@@ -185,47 +174,47 @@ impl Default for ForwardMetrics {
 impl ForwardMetrics {
     fn register(&self, r: &mut Registry) {
         r.register(
-            "forward_queue_spans",
+            names::FORWARD_QUEUE_SPANS.name,
             "Spans waiting in the forward queue or being delivered",
             self.queue_spans.clone(),
         );
         r.register(
-            "forward_queue_capacity_spans",
+            names::FORWARD_QUEUE_CAPACITY_SPANS.name,
             "Capacity of the forward queue (--forward-queue-size)",
             self.queue_capacity_spans.clone(),
         );
         r.register(
-            "forward_queue_disk_bytes",
+            names::FORWARD_QUEUE_DISK_BYTES.name,
             "Bytes of the on-disk forward queue (--forward-queue-dir)",
             self.queue_disk_bytes.clone(),
         );
         r.register(
-            "forward_sent_spans",
+            names::FORWARD_SENT_SPANS.name,
             "Spans the forward endpoint accepted",
             self.sent_spans.clone(),
         );
         r.register(
-            "forward_retried_spans",
+            names::FORWARD_RETRIED_SPANS.name,
             "Spans sent again after a retryable failure, by reason",
             self.retried_spans.clone(),
         );
         r.register(
-            "forward_failed_spans",
+            names::FORWARD_FAILED_SPANS.name,
             "Spans the forwarder gave up on, by reason",
             self.failed_spans.clone(),
         );
         r.register(
-            "forward_recovered_spans",
+            names::FORWARD_RECOVERED_SPANS.name,
             "Spans recovered from the on-disk forward queue at start-up",
             self.recovered_spans.clone(),
         );
         r.register(
-            "forward_queue_disk_errors",
+            names::FORWARD_QUEUE_DISK_ERRORS.name,
             "Failed writes to the on-disk forward queue (the data stays queued in memory)",
             self.queue_disk_errors.clone(),
         );
         r.register(
-            "forward_queue_wait_seconds",
+            names::FORWARD_QUEUE_WAIT_SECONDS.name,
             "Time spans waited in the forward queue before their first delivery attempt",
             self.queue_wait.clone(),
         );
@@ -286,80 +275,80 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every family in a new registry.
     pub fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("faultline");
+        let mut r = Registry::with_prefix(names::PREFIX);
         r.register(
-            "receiver_accepted_spans",
+            names::RECEIVER_ACCEPTED_SPANS.name,
             "Spans accepted by the OTLP receivers",
             self.accepted_spans.clone(),
         );
         r.register(
-            "receiver_refused_spans",
+            names::RECEIVER_REFUSED_SPANS.name,
             "Spans refused by the OTLP receivers, by reason",
             self.refused_spans.clone(),
         );
         r.register(
-            "receiver_refused_requests",
+            names::RECEIVER_REFUSED_REQUESTS.name,
             "Export requests refused whole, by reason",
             self.refused_requests.clone(),
         );
         r.register(
-            "traces_buffered",
+            names::TRACES_BUFFERED.name,
             "Traces being assembled",
             self.traces_buffered.clone(),
         );
         r.register(
-            "spans_buffered",
+            names::SPANS_BUFFERED.name,
             "Spans held in the assembly buffer",
             self.spans_buffered.clone(),
         );
         r.register(
-            "traces_completed",
+            names::TRACES_COMPLETED.name,
             "Traces handed to analysis, by what completed them",
             self.traces_completed.clone(),
         );
         r.register(
-            "late_spans",
+            names::LATE_SPANS.name,
             "Spans that arrived after their trace was analysed",
             self.late_spans.clone(),
         );
         r.register(
-            "analysis_queue_depth",
+            names::ANALYSIS_QUEUE_DEPTH.name,
             "Completed traces waiting for the analysis stage",
             self.analysis_queue_depth.clone(),
         );
         r.register(
-            "traces_analyzed",
+            names::TRACES_ANALYZED.name,
             "Traces the analysis stage processed",
             self.traces_analyzed.clone(),
         );
         r.register(
-            "spans_analyzed",
+            names::SPANS_ANALYZED.name,
             "Spans the analysis stage processed",
             self.spans_analyzed.clone(),
         );
         r.register(
-            "verdicts",
+            names::VERDICTS.name,
             "Verdicts made, one per failing request",
             self.verdicts.clone(),
         );
         r.register(
-            "verdicts_retained",
+            names::VERDICTS_RETAINED.name,
             "Traces whose verdicts are retained",
             self.verdicts_retained.clone(),
         );
         r.register(
-            "watch_lagged_verdicts",
+            names::WATCH_LAGGED_VERDICTS.name,
             "Verdicts WatchVerdicts subscribers missed because they read too slowly",
             self.watch_lagged_verdicts.clone(),
         );
         r.register(
-            "otlp_metrics_exports",
+            names::OTLP_METRICS_EXPORTS.name,
             "OTLP metrics pushes to --otlp-metrics-endpoint, by result",
             self.otlp_metrics_exports.clone(),
         );
         self.verdict_metrics.register(&mut r);
         r.register(
-            "corrupt_spans",
+            names::CORRUPT_SPANS.name,
             "Buffered spans skipped at analysis because they do not decode",
             self.corrupt_spans.clone(),
         );
@@ -367,12 +356,12 @@ impl Metrics {
             self.forward.register(&mut r);
         }
         r.register(
-            "tls_handshake_failures",
+            names::TLS_HANDSHAKE_FAILURES.name,
             "TLS connections that failed or timed out in the handshake, by listener",
             self.tls_handshake_failures.clone(),
         );
         r.register(
-            "tls_reloads",
+            names::TLS_RELOADS.name,
             "Changed TLS certificate, key or client CA files re-read, by listener and result",
             self.tls_reloads.clone(),
         );
@@ -427,5 +416,4 @@ label_values! {
     ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
     ReloadResult { Ok => "ok", Error => "error" }
-    Trigger { Idle => "idle", MaxAge => "max_age", Eviction => "eviction", Shutdown => "shutdown" }
 }

@@ -7,7 +7,7 @@
 //! Prometheus' own data model (`io.prometheus.client`, [`prometheus_protobuf::encode`]),
 //! and every family becomes one OTLP metric, so a family added to
 //! [`super::metrics::Metrics`] is pushed without a line here (its OTel name follows
-//! [`otel_name`]'s rule; add it to [`OTEL_NAMES`] to pin it).
+//! [`otel_name`]'s rule; give it its names in [`super::names`] to pin it).
 //!
 //! | Prometheus family | OTLP metric |
 //! |---|---|
@@ -37,7 +37,7 @@ use prometheus_client::registry::Registry;
 /// The instrumentation scope of every pushed metric.
 pub const SCOPE_NAME: &str = "faultline";
 
-/// The prefix every faultline family carries on `/metrics`.
+/// The prefix every faultline family carries on `/metrics` ([`super::names::PREFIX`]).
 const PROMETHEUS_PREFIX: &str = "faultline_";
 
 /// The OTel namespace replacing [`PROMETHEUS_PREFIX`].
@@ -47,105 +47,6 @@ const OTEL_PREFIX: &str = "faultline.";
 /// `faultline.<ns>.<rest>`. `receiver` follows the OpenTelemetry Collector's own
 /// `otelcol_receiver_accepted_spans` → `otelcol.receiver.accepted_spans`.
 pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward"];
-
-/// Every family on `/metrics` today and its OTel name: the documented mapping, pinned by
-/// a test that fails when a family is added without a decision here.
-pub const OTEL_NAMES: [(&str, &str); 31] = [
-    ("faultline_errors_total", "faultline.errors"),
-    ("faultline_corrupt_spans_total", "faultline.corrupt_spans"),
-    (
-        "faultline_error_budget_share",
-        "faultline.error_budget_share",
-    ),
-    (
-        "faultline_fingerprint_errors_total",
-        "faultline.fingerprint_errors",
-    ),
-    ("faultline_fingerprint_info", "faultline.fingerprint_info"),
-    (
-        "faultline_metric_series_overflow_total",
-        "faultline.metric_series_overflow",
-    ),
-    (
-        "faultline_receiver_accepted_spans_total",
-        "faultline.receiver.accepted_spans",
-    ),
-    (
-        "faultline_receiver_refused_spans_total",
-        "faultline.receiver.refused_spans",
-    ),
-    (
-        "faultline_receiver_refused_requests_total",
-        "faultline.receiver.refused_requests",
-    ),
-    ("faultline_traces_buffered", "faultline.traces_buffered"),
-    ("faultline_spans_buffered", "faultline.spans_buffered"),
-    (
-        "faultline_traces_completed_total",
-        "faultline.traces_completed",
-    ),
-    ("faultline_late_spans_total", "faultline.late_spans"),
-    (
-        "faultline_analysis_queue_depth",
-        "faultline.analysis_queue_depth",
-    ),
-    (
-        "faultline_traces_analyzed_total",
-        "faultline.traces_analyzed",
-    ),
-    ("faultline_spans_analyzed_total", "faultline.spans_analyzed"),
-    ("faultline_verdicts_total", "faultline.verdicts"),
-    ("faultline_verdicts_retained", "faultline.verdicts_retained"),
-    (
-        "faultline_watch_lagged_verdicts_total",
-        "faultline.watch.lagged_verdicts",
-    ),
-    (
-        "faultline_otlp_metrics_exports_total",
-        "faultline.otlp_metrics.exports",
-    ),
-    (
-        "faultline_tls_handshake_failures_total",
-        "faultline.tls_handshake_failures",
-    ),
-    ("faultline_tls_reloads_total", "faultline.tls_reloads"),
-    (
-        "faultline_forward_queue_spans",
-        "faultline.forward.queue_spans",
-    ),
-    (
-        "faultline_forward_queue_capacity_spans",
-        "faultline.forward.queue_capacity_spans",
-    ),
-    (
-        "faultline_forward_queue_disk_bytes",
-        "faultline.forward.queue_disk_bytes",
-    ),
-    (
-        "faultline_forward_sent_spans_total",
-        "faultline.forward.sent_spans",
-    ),
-    (
-        "faultline_forward_retried_spans_total",
-        "faultline.forward.retried_spans",
-    ),
-    (
-        "faultline_forward_failed_spans_total",
-        "faultline.forward.failed_spans",
-    ),
-    (
-        "faultline_forward_recovered_spans_total",
-        "faultline.forward.recovered_spans",
-    ),
-    (
-        "faultline_forward_queue_disk_errors_total",
-        "faultline.forward.queue_disk_errors",
-    ),
-    (
-        "faultline_forward_queue_wait_seconds",
-        "faultline.forward.queue_wait_seconds",
-    ),
-];
 
 /// The OTel name of a family exposed on `/metrics` as `prometheus_name`: `_total` is
 /// dropped (OTel counters carry no suffix; the Prometheus exporter adds it back),
@@ -263,7 +164,11 @@ struct Times {
 }
 
 fn convert_family(family: &pm::MetricFamily, t: Times) -> Option<Metric> {
-    let name = otel_name(&family.name);
+    // The pinned name of a known family; the rule for one added without a name.
+    let name = super::names::ALL
+        .iter()
+        .find(|m| m.exposed == family.name)
+        .map_or_else(|| otel_name(&family.name), |m| m.otel.to_string());
     let data = match pm::MetricType::try_from(family.r#type).ok()? {
         pm::MetricType::Counter => metric::Data::Sum(Sum {
             data_points: family
@@ -468,9 +373,10 @@ pub fn attribute_map(attributes: &[KeyValue]) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assembly::policy::Trigger;
     use crate::telemetry::metrics::{
         ExportLabels, ExportResult, ForwardReasonLabels, Metrics, RefuseReason, Transport,
-        TransportLabels, Trigger, TriggerLabels,
+        TransportLabels, TriggerLabels,
     };
     use crate::telemetry::verdict_metrics::tests::verdict;
     use crate::telemetry::verdict_metrics::{TraceExemplar, SHARE_BUCKETS};
@@ -533,8 +439,8 @@ mod tests {
             otel_name("process_cpu_seconds_total"),
             "process_cpu_seconds"
         );
-        for (prometheus, otel) in OTEL_NAMES {
-            assert_eq!(otel_name(prometheus), otel, "the table follows the rule");
+        for m in crate::telemetry::names::ALL {
+            assert_eq!(otel_name(m.exposed), m.otel, "the table follows the rule");
         }
     }
 
@@ -558,7 +464,7 @@ mod tests {
         metrics
             .traces_completed
             .get_or_create(&TriggerLabels {
-                trigger: Trigger::Idle,
+                trigger: Trigger::Idle.as_str(),
             })
             .inc();
         metrics
@@ -585,12 +491,15 @@ mod tests {
             .inc();
         let families = prometheus_protobuf::encode(&registry).unwrap();
         let mut exposed: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
-        let mut documented: Vec<&str> = OTEL_NAMES.iter().map(|(p, _)| *p).collect();
+        let mut documented: Vec<&str> = crate::telemetry::names::ALL
+            .iter()
+            .map(|m| m.exposed)
+            .collect();
         exposed.sort_unstable();
         documented.sort_unstable();
         assert_eq!(
             exposed, documented,
-            "a family was added or renamed: give it its OTel name in OTEL_NAMES"
+            "a family was added or renamed: give it its names in telemetry::names"
         );
     }
 

@@ -249,27 +249,28 @@ impl OtlpMetricsPusher {
             Ok(outcome) => {
                 if outcome.rejected_data_points > 0 {
                     tracing::warn!(
-                        "OTLP metrics push to {}: the collector rejected {} data points",
-                        self.endpoint,
-                        outcome.rejected_data_points
+                        endpoint = %self.endpoint,
+                        rejected_data_points = outcome.rejected_data_points,
+                        "OTLP metrics push: the collector rejected data points"
                     );
                 }
                 if last {
-                    tracing::info!("final OTLP metrics push to {} done", self.endpoint);
+                    tracing::info!(endpoint = %self.endpoint, "final OTLP metrics push done");
                 } else if !was_healthy {
-                    tracing::info!("OTLP metrics push to {} works again", self.endpoint);
+                    tracing::info!(endpoint = %self.endpoint, "OTLP metrics push works again");
                 }
                 true
             }
             Err(e) => {
                 if was_healthy || last {
                     tracing::warn!(
-                        "OTLP metrics push to {} failed: {e}{}",
-                        self.endpoint,
-                        if last { "" } else { "; retrying every tick" }
+                        endpoint = %self.endpoint,
+                        error = %e,
+                        retrying_every_tick = !last,
+                        "OTLP metrics push failed"
                     );
                 } else {
-                    tracing::debug!("OTLP metrics push to {} failed: {e}", self.endpoint);
+                    tracing::debug!(endpoint = %self.endpoint, error = %e, "OTLP metrics push failed");
                 }
                 false
             }

@@ -30,9 +30,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::names;
 use super::series_cap::{CappedFamily, SeriesCap, Slot};
 use crate::analysis::Verdict;
-use crate::pipeline::VerdictObserver;
+use crate::store::VerdictObserver;
 
 /// Default of `--max-series`.
 pub const DEFAULT_MAX_SERIES: usize = 1000;
@@ -125,10 +126,10 @@ impl CappedMetric {
     /// The exposed family name.
     pub fn as_str(&self) -> &'static str {
         match self {
-            CappedMetric::Errors => "faultline_errors_total",
-            CappedMetric::ErrorBudgetShare => "faultline_error_budget_share",
-            CappedMetric::FingerprintErrors => "faultline_fingerprint_errors_total",
-            CappedMetric::FingerprintInfo => "faultline_fingerprint_info",
+            CappedMetric::Errors => names::ERRORS.exposed,
+            CappedMetric::ErrorBudgetShare => names::ERROR_BUDGET_SHARE.exposed,
+            CappedMetric::FingerprintErrors => names::FINGERPRINT_ERRORS.exposed,
+            CappedMetric::FingerprintInfo => names::FINGERPRINT_INFO.exposed,
         }
     }
 }
@@ -216,27 +217,27 @@ impl VerdictMetrics {
     /// Registers the families in `r` (a registry prefixed `faultline`).
     pub fn register(&self, r: &mut Registry) {
         r.register(
-            "errors",
+            names::ERRORS.name,
             "Analysed failing requests (HTTP 500s) by entry service, route, classification and blamed operation",
             self.errors.family().clone(),
         );
         r.register(
-            "error_budget_share",
+            names::ERROR_BUDGET_SHARE.name,
             "Share of the failing request's time budget spent by the blamed operation",
             self.budget_share.family().clone(),
         );
         r.register(
-            "fingerprint_errors",
+            names::FINGERPRINT_ERRORS.name,
             "Analysed failing requests by error fingerprint",
             self.fingerprint_errors.family().clone(),
         );
         r.register(
-            "fingerprint_info",
+            names::FINGERPRINT_INFO.name,
             "One series per error fingerprint: its text and the release it was first seen in (value 1)",
             self.fingerprint_info.family().clone(),
         );
         r.register(
-            "metric_series_overflow",
+            names::METRIC_SERIES_OVERFLOW.name,
             "Measurements folded into the otel_metric_overflow series because a family reached --max-series",
             self.overflow.clone(),
         );
@@ -427,7 +428,7 @@ pub(crate) mod tests {
     }
 
     fn expose(m: &VerdictMetrics) -> (String, String) {
-        let mut r = Registry::with_prefix("faultline");
+        let mut r = Registry::with_prefix(names::PREFIX);
         m.register(&mut r);
         let (mut om, mut prom) = (String::new(), String::new());
         text::encode(&mut om, &r).unwrap();

@@ -287,7 +287,7 @@ fn unreadable_input_fails_naming_the_file_and_the_line() {
 
 /// A fixture attribute map (`{"key": value}`) as OTLP attributes.
 fn attributes(map: &Value) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue};
     fn any(v: &Value) -> AnyValue {
         let value = match v {
             Value::String(s) => any_value::Value::StringValue(s.clone()),
@@ -306,11 +306,7 @@ fn attributes(map: &Value) -> Vec<opentelemetry_proto::tonic::common::v1::KeyVal
     map.as_object()
         .unwrap()
         .iter()
-        .map(|(k, v)| KeyValue {
-            key: k.clone(),
-            value: Some(any(v)),
-            ..Default::default()
-        })
+        .map(|(k, v)| crate::support::kv(k, any(v).value.unwrap()))
         .collect()
 }
 

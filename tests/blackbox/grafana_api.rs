@@ -10,14 +10,13 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use serde_json::Value;
 
-use crate::support::{python, Faultline};
+use crate::support::{int_kv, python, str_kv, Faultline};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -30,26 +29,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn kv_int(k: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(v)),
-        }),
-        ..Default::default()
-    }
 }
 
 /// One failing request: a SERVER span of `service` on `route` that answered 500 after
@@ -72,17 +51,17 @@ fn failing_request(
         start_time_unix_nano: end - 40_000_000,
         end_time_unix_nano: end,
         attributes: vec![
-            kv("http.route", route),
-            kv_int("http.response.status_code", 500),
-            kv("app.tenant", "acme"),
+            str_kv("http.route", route),
+            int_kv("http.response.status_code", 500),
+            str_kv("app.tenant", "acme"),
         ],
         events: vec![Event {
             time_unix_nano: end - 1_000_000,
             name: "exception".into(),
             attributes: vec![
-                kv("exception.type", exception_type),
-                kv("exception.message", "boom"),
-                kv("exception.stacktrace", &stack),
+                str_kv("exception.type", exception_type),
+                str_kv("exception.message", "boom"),
+                str_kv("exception.stacktrace", &stack),
             ],
             ..Default::default()
         }],
@@ -96,9 +75,9 @@ fn failing_request(
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", service),
-                    kv("service.version", "2026.11.1"),
-                    kv("cloud.region", "eu-west-1"),
+                    str_kv("service.name", service),
+                    str_kv("service.version", "2026.11.1"),
+                    str_kv("cloud.region", "eu-west-1"),
                 ],
                 ..Default::default()
             }),

@@ -13,14 +13,14 @@ use faultline::api::grpc::proto::{
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event as SpanEvent;
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::support::Faultline;
+use crate::support::{kv, str_kv, Faultline};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -30,18 +30,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
-
-fn text(k: &str, v: &str) -> KeyValue {
-    kv(k, any_value::Value::StringValue(v.into()))
 }
 
 /// Trace `n` of a test: distinct per `tag` so that tests never share ids.
@@ -66,9 +54,9 @@ fn exception(at: u64, ty: &str, message: &str, stack: &str) -> SpanEvent {
         time_unix_nano: at,
         name: "exception".into(),
         attributes: vec![
-            text("exception.type", ty),
-            text("exception.message", message),
-            text("exception.stacktrace", stack),
+            str_kv("exception.type", ty),
+            str_kv("exception.message", message),
+            str_kv("exception.stacktrace", stack),
         ],
         ..Default::default()
     }
@@ -96,8 +84,8 @@ fn failing(service: &str, trace: &[u8], dependency: bool) -> ResourceSpans {
         start_time_unix_nano: start,
         end_time_unix_nano: end,
         attributes: vec![
-            text("http.request.method", "POST"),
-            text("http.route", "/checkout"),
+            str_kv("http.request.method", "POST"),
+            str_kv("http.route", "/checkout"),
             kv("http.response.status_code", any_value::Value::IntValue(500)),
         ],
         status: error_status(),
@@ -115,8 +103,8 @@ fn failing(service: &str, trace: &[u8], dependency: bool) -> ResourceSpans {
             start_time_unix_nano: start + 1_000_000,
             end_time_unix_nano: end - 1_000_000,
             attributes: vec![
-                text("db.system", "postgresql"),
-                text("server.address", "stock-db"),
+                str_kv("db.system", "postgresql"),
+                str_kv("server.address", "stock-db"),
             ],
             status: error_status(),
             events: vec![exception(
@@ -134,8 +122,8 @@ fn failing(service: &str, trace: &[u8], dependency: bool) -> ResourceSpans {
     ResourceSpans {
         resource: Some(Resource {
             attributes: vec![
-                text("service.name", service),
-                text("service.version", "2026.11.1"),
+                str_kv("service.name", service),
+                str_kv("service.version", "2026.11.1"),
             ],
             ..Default::default()
         }),

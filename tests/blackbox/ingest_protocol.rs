@@ -7,13 +7,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 
-use crate::support::Faultline;
+use crate::support::{str_kv, Faultline};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -49,16 +48,6 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
 fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
     Span {
         trace_id: vec![trace; 16],
@@ -76,7 +65,7 @@ fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![kv("service.name", service)],
+                attributes: vec![str_kv("service.name", service)],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {

@@ -6,6 +6,7 @@ mod downstream;
 mod support;
 
 mod analyze;
+mod app_run;
 mod check_config;
 mod config_cli;
 mod docs;

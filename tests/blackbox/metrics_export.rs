@@ -10,31 +10,19 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 use serde_json::Value;
 
-use crate::support::{free_port, metric_value, python, Faultline, Guard};
+use crate::support::{free_port, kv, metric_value, python, str_kv, Faultline, Guard};
 
 const WAIT: Duration = Duration::from_secs(20);
 const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 const PY_STACK: &str = "Traceback (most recent call last):\n  File \"/srv/app/.venv/lib/python3.11/site-packages/flask/app.py\", line 1484, in full_dispatch_request\n    rv = self.dispatch_request()\n  File \"/srv/app/checkout/handlers.py\", line 42, in place_order\n    sku = item[\"sku\"]\nKeyError: 'sku'\n";
-
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
-
-fn s(k: &str, v: &str) -> KeyValue {
-    kv(k, any_value::Value::StringValue(v.into()))
-}
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -56,17 +44,17 @@ pub(crate) fn failing_trace(seq: u8, route: &str) -> (ExportTraceServiceRequest,
         start_time_unix_nano: start,
         end_time_unix_nano: start + 120_000_000,
         attributes: vec![
-            s("http.request.method", "POST"),
-            s("http.route", route),
+            str_kv("http.request.method", "POST"),
+            str_kv("http.route", route),
             kv("http.response.status_code", any_value::Value::IntValue(500)),
         ],
         events: vec![span::Event {
             time_unix_nano: start + 110_000_000,
             name: "exception".into(),
             attributes: vec![
-                s("exception.type", "KeyError"),
-                s("exception.message", "'sku'"),
-                s("exception.stacktrace", PY_STACK),
+                str_kv("exception.type", "KeyError"),
+                str_kv("exception.message", "'sku'"),
+                str_kv("exception.stacktrace", PY_STACK),
             ],
             ..Default::default()
         }],
@@ -84,13 +72,16 @@ pub(crate) fn failing_trace(seq: u8, route: &str) -> (ExportTraceServiceRequest,
         kind: span::SpanKind::Client as i32,
         start_time_unix_nano: start + 5_000_000,
         end_time_unix_nano: start + 100_000_000,
-        attributes: vec![s("db.system.name", "postgresql")],
+        attributes: vec![str_kv("db.system.name", "postgresql")],
         ..Default::default()
     };
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![s("service.name", "checkout"), s("service.version", "1.4.2")],
+                attributes: vec![
+                    str_kv("service.name", "checkout"),
+                    str_kv("service.version", "1.4.2"),
+                ],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {

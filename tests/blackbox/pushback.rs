@@ -74,9 +74,11 @@ async fn a_blocked_analysis_stage_makes_both_receivers_push_back_retryably() {
         gate: Arc::new(Mutex::new(gate)),
         entered: entered_tx,
     });
-    let service = faultline::app::start_with_stage(&config, metrics.clone(), store, held)
-        .await
-        .unwrap();
+    let listeners = faultline::app::Listeners::bind(&config).await.unwrap();
+    let service =
+        faultline::app::start_with_stage(&config, metrics.clone(), listeners, store, held)
+            .await
+            .unwrap();
     let mut grpc = TraceServiceClient::connect(format!("http://{}", service.otlp_grpc_addr))
         .await
         .unwrap();

@@ -554,7 +554,10 @@ fn the_forwarder_speaks_mutual_tls_with_a_custom_ca_and_sends_its_headers() {
         ]);
         let (_, sent) = crate::support::python_send("grpc", &upstream.grpc_endpoint(), 4, 5, false);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while accepted(&downstream, protocol) < before + sent as f64
+        // The downstream counts a request before its answer is back upstream, where the
+        // sent counter moves: wait for both.
+        while (accepted(&downstream, protocol) < before + sent as f64
+            || upstream.metric("faultline_forward_sent_spans_total") < sent as f64)
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(50));

@@ -335,3 +335,31 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An OTLP attribute: `key` = `value`. The one builder of key-values the tests share.
+pub fn kv(
+    key: &str,
+    value: opentelemetry_proto::tonic::common::v1::any_value::Value,
+) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    opentelemetry_proto::tonic::common::v1::KeyValue {
+        key: key.into(),
+        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn str_kv(key: &str, value: &str) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    kv(
+        key,
+        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(value.into()),
+    )
+}
+
+/// An integer attribute.
+pub fn int_kv(key: &str, value: i64) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    kv(
+        key,
+        opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(value),
+    )
+}

@@ -23,6 +23,8 @@ macro_rules! lazy_regex {
         });
     };
 }
+// The one definition: the stack parsers take it from here.
+pub(crate) use lazy_regex;
 
 lazy_regex!(URL, r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\x22<>()]+");
 lazy_regex!(EMAIL, r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b");

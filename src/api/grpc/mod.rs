@@ -28,7 +28,7 @@ use convert::{classification_filter, ProtoVerdictError};
 /// The code generated from `proto/faultline/v1/verdicts.proto` at build time: messages,
 /// the `verdicts_server` the service implements and the `verdicts_client` tests and
 /// other Rust programs can call it with.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
+#[allow(missing_docs, clippy::all)]
 pub mod proto {
     tonic::include_proto!("faultline.v1");
 }

@@ -73,16 +73,7 @@ pub struct ParsedStack {
     pub language: Language,
 }
 
-macro_rules! lazy_regex {
-    ($name:ident, $re:expr) => {
-        static $name: ::std::sync::LazyLock<::regex::Regex> = ::std::sync::LazyLock::new(|| {
-            // The patterns are constants, exercised by the unit tests.
-            #[allow(clippy::expect_used)]
-            ::regex::Regex::new($re).expect("constant regex")
-        });
-    };
-}
-pub(crate) use lazy_regex;
+pub(crate) use super::template::lazy_regex;
 
 lazy_regex!(GO_GOROUTINE, r"(?m)^goroutine \d+ \[[^\]]*\]:\s*$");
 lazy_regex!(GO_PANIC, r"(?m)^(?:panic: |fatal error: )");
