@@ -10,7 +10,9 @@ fn readme() -> String {
 /// The rows of the first Markdown table after `heading`, up to the first line that is
 /// not a table row (a blank line ends a table: rows after it render as a paragraph).
 fn table_after(text: &str, heading: &str) -> Vec<String> {
-    let from = text.find(heading).unwrap_or_else(|| panic!("no heading {heading}"));
+    let from = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no heading {heading}"));
     text[from..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))

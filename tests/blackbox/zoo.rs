@@ -76,7 +76,14 @@ fn live(suite: &str, protocol: &str) {
     };
     let out = Command::new("python3")
         .arg(zoo_py())
-        .args(["run", suite, "--requests", "2", "--otlp-endpoint", &endpoint])
+        .args([
+            "run",
+            suite,
+            "--requests",
+            "2",
+            "--otlp-endpoint",
+            &endpoint,
+        ])
         .args(["--protocol", protocol, "--env-dir"])
         .arg(env)
         .output()
@@ -93,7 +100,12 @@ fn live(suite: &str, protocol: &str) {
     assert!(labels.len() >= 10, "{suite}: only {} labels", labels.len());
     let answers: HashMap<String, _> = labels
         .iter()
-        .filter_map(|l| Some((l.trace_id.clone(), answer_from_api(&verdict(&f, &l.trace_id)?))))
+        .filter_map(|l| {
+            Some((
+                l.trace_id.clone(),
+                answer_from_api(&verdict(&f, &l.trace_id)?),
+            ))
+        })
         .collect();
     // Every labelled trace has been analysed by now; the healthy ones of the same run,
     // which ended before the last labelled one, have been too.
