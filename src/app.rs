@@ -1,5 +1,5 @@
 //! Wiring: listeners, receivers, the trace buffer and its sweeper, the analysis stage,
-//! the API; and the ordered shutdown of DESIGN §1.
+//! the API; and the ordered shutdown of docs/contract.md §1.
 //!
 //! Shutdown order: receivers stop accepting and finish in-flight requests → the sweeper
 //! stops → every buffered trace is handed to analysis (trigger `shutdown`) → the hand-off
@@ -429,7 +429,7 @@ fn serve_otlp_grpc(
 ) -> JoinHandle<anyhow::Result<()>> {
     let service = OtlpGrpcReceiver::service(Arc::clone(ingest));
     let layer = OtlpStatusLayer::new(metrics.clone());
-    // The gRPC verdict API shares the OTLP/gRPC port (DESIGN §4); its watch streams end
+    // The gRPC verdict API shares the OTLP/gRPC port (docs/contract.md §4); its watch streams end
     // when the receivers stop, so they never hold the graceful shutdown open.
     let verdicts = VerdictGrpcService::service(Arc::clone(store), Arc::clone(feed), stop.clone());
     let incoming = tls::Incoming::new(listener, tls, ListenerName::OtlpGrpc, metrics).into_stream();

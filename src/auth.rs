@@ -14,7 +14,7 @@
 //! An OTLP `Export` without a valid token is not answered here: the request is marked
 //! [`Unauthenticated`] and goes on to the receiver, which refuses it after its bounded
 //! decode, because only there is the span count known, and refused spans are counted by
-//! reason (`faultline_receiver_refused_spans_total{reason="unauthenticated"}`, DESIGN §5).
+//! reason (`faultline_receiver_refused_spans_total{reason="unauthenticated"}`, docs/contract.md §5).
 //! That costs an unauthenticated sender what any export costs up to the decode (bounded
 //! by `--max-request-size`), never the conversion or the trace buffer. Every other
 //! request is refused before its handler runs.

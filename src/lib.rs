@@ -37,6 +37,8 @@
 //! - [`offline`]: `faultline analyze`: captures read (`read`), analysed as the service
 //!   does, printed (`print`).
 //! - [`eval`]: the scenario zoo's scorer (verdicts against labelled captures).
+//! - [`fixture`]: the capture format of recorded SDK traces and the zoo, read into
+//!   [`model`].
 //! - [`synth`]: synthetic OTLP traffic (and the key-value builders) for benches, the load
 //!   generator and tests.
 //! - [`file_watch`]: change detection for the files re-read while running (TLS, tokens).
@@ -50,6 +52,7 @@ pub mod auth;
 pub mod config;
 pub mod eval;
 pub mod file_watch;
+pub mod fixture;
 pub mod forward;
 pub mod ingest;
 pub mod model;

@@ -17,7 +17,7 @@ const LAYERS: &[(usize, &[&str])] = &[
     // Plain data and small leaf utilities: nothing else of the crate.
     (0, &["model", "file_watch", "synth"]),
     // THE PURE CORE: one assembled trace to verdicts.
-    (1, &["analysis"]),
+    (1, &["analysis", "fixture"]),
     // What the core's output and options feed: the verdict store, the validated
     // configuration, the scenario zoo's scorer.
     (2, &["config", "store", "eval"]),

@@ -1,5 +1,5 @@
 //! What a span's marks mean: error evidence, dependency calls, dependency failure types,
-//! and the classification with its confidence score (DESIGN §3).
+//! and the classification with its confidence score (docs/contract.md §3).
 //!
 //! Pure functions over [`crate::model::Span`]; no graph walking happens here except what
 //! the caller hands in. The confidence scoring is documented on [`score`].
@@ -10,7 +10,7 @@ use crate::model::{Event, Span, SpanKind, StatusCode};
 
 use super::entry::{grpc_status, http_status};
 
-/// The three verdict classes of DESIGN §3.
+/// The three verdict classes of docs/contract.md §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Classification {
     /// The origin is the service's own code and no dependency on the failing path failed.
@@ -135,7 +135,7 @@ pub fn call_reason(span: &Span) -> Option<&'static str> {
     (http_client && !serving && span.kind != SpanKind::Server).then_some("an HTTP client call")
 }
 
-/// True for dependency spans (DESIGN §3).
+/// True for dependency spans (docs/contract.md §3).
 pub fn is_dependency(span: &Span, entry_service: &str) -> bool {
     dependency_reason(span, entry_service).is_some()
 }

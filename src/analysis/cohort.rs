@@ -1,5 +1,5 @@
 //! Who the failure hit and where the faulty code runs: release, environment, region,
-//! tenant and feature flags (DESIGN §3, "Cohort").
+//! tenant and feature flags (docs/contract.md §3, "Cohort").
 //!
 //! Release, environment and region come from the origin's service resource (the entry's
 //! when there is no origin); the tenant from the configured attribute keys, entry span

@@ -1,4 +1,4 @@
-//! The entry's critical path and the blame span (DESIGN §3).
+//! The entry's critical path and the blame span (docs/contract.md §3).
 //!
 //! # What this follows, and where it departs
 //! The walk is Uber's CRISP ("Critical path analysis for microservice architectures",
@@ -23,7 +23,7 @@
 //! iterative (no recursion depth limit) and runs on the entry's subtree only: the budget
 //! is the entry's window, not the whole trace.
 //!
-//! Changed versus both, for real clocks (DESIGN §3):
+//! Changed versus both, for real clocks (docs/contract.md §3):
 //! - **Tolerance**: a child ending up to [`CLOCK_TOLERANCE_NANOS`] (1 ms) after the cursor
 //!   still counts as finishing before it and is clipped at the cursor. The Node SDK
 //!   records starts in whole milliseconds, so a successor seems to overlap its

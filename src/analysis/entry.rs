@@ -1,4 +1,4 @@
-//! Entries: the SERVER spans that answered a failing request (DESIGN §3), their nesting
+//! Entries: the SERVER spans that answered a failing request (docs/contract.md §3), their nesting
 //! and their route.
 //!
 //! An entry is a SERVER span whose HTTP status is one of the configured error statuses,
@@ -55,7 +55,7 @@ pub fn entry_status(span: &Span, cfg: &AnalysisConfig) -> Option<i64> {
     grpc_status(span).filter(|c| GRPC_ENTRY_CODES.contains(c))
 }
 
-/// True when `span` is the entry of a failing request (DESIGN §3).
+/// True when `span` is the entry of a failing request (docs/contract.md §3).
 pub fn is_entry(span: &Span, cfg: &AnalysisConfig) -> bool {
     entry_status(span, cfg).is_some()
 }

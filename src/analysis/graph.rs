@@ -1,6 +1,6 @@
 //! The span tree of one trace, rebuilt defensively from untrusted parent links.
 //!
-//! Nothing in a trace is trusted (DESIGN §2): span ids repeat, parent links form cycles,
+//! Nothing in a trace is trusted (docs/contract.md §2): span ids repeat, parent links form cycles,
 //! parents never arrive, ends come before starts. [`SpanGraph::build`] turns whatever
 //! arrived into a forest that later stages can walk without checks, and records every
 //! repair as a sentence for the verdict's evidence. Depends only on [`crate::model`].

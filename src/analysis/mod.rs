@@ -1,5 +1,5 @@
 //! THE PURE CORE: from one assembled trace to one verdict per failing request
-//! (DESIGN §3).
+//! (docs/contract.md §3).
 //!
 //! Synchronous and deterministic: time comes in as an argument, nothing here names an
 //! async runtime, a wire crate or a concurrent map. Untrusted input yields evidence or an

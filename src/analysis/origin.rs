@@ -1,4 +1,4 @@
-//! Following the error down from an entry to its cause, the origin (DESIGN §3, "Origin").
+//! Following the error down from an entry to its cause, the origin (docs/contract.md §3, "Origin").
 //!
 //! Real frameworks record an exception away from where it was thrown, and an upper
 //! service's exception is often a wrapper of a call that failed below it. So the walk

@@ -139,4 +139,4 @@ pub fn trace(spans: Vec<Span>) -> Trace {
     }
 }
 
-pub use crate::eval::capture::load_fixture;
+pub use crate::fixture::load_fixture;

@@ -1,5 +1,5 @@
 //! End-to-end scenarios of the analysis core: one trace in, verdicts out, one test per
-//! rule of DESIGN §3, a property-style test over pseudo-random garbage, and the captured
+//! rule of docs/contract.md §3, a property-style test over pseudo-random garbage, and the captured
 //! SDK fixtures when present.
 
 use super::testing::*;

@@ -1,4 +1,4 @@
-//! The verdict as the API serialises it (DESIGN §4), and its assembly from the other
+//! The verdict as the API serialises it (docs/contract.md §4), and its assembly from the other
 //! analysis stages.
 //!
 //! Serialised field names are the contract; fields that only later stages need (entry
@@ -116,7 +116,7 @@ pub struct ChainLink {
     pub status_code: i64,
 }
 
-/// The verdict on one failing request (DESIGN §4).
+/// The verdict on one failing request (docs/contract.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// 32 lowercase hex.

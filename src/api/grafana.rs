@@ -1,4 +1,4 @@
-//! faultline as a direct Grafana data source (DESIGN §5b): plain REST JSON for the
+//! faultline as a direct Grafana data source (docs/contract.md §5b): plain REST JSON for the
 //! Infinity data source (`yesoreyeram-infinity-datasource`), no Prometheus in between.
 //!
 //! The contract followed is Infinity's **v3.x** JSON query with the **backend** parser

@@ -1,7 +1,7 @@
 //! The HTTP API listener (`--http-listen`): `/healthz`, `/readyz`, `/metrics` and the
-//! verdict API of DESIGN §4 ([`verdicts`]); the same verdicts over gRPC ([`grpc`],
+//! verdict API of docs/contract.md §4 ([`verdicts`]); the same verdicts over gRPC ([`grpc`],
 //! served on the OTLP/gRPC port) with their live feed ([`feed`]); and the Grafana
-//! (Infinity) endpoints of DESIGN §5b ([`grafana`]).
+//! (Infinity) endpoints of docs/contract.md §5b ([`grafana`]).
 //!
 //! `router(state)` is a plain axum `Router`, so tests drive it with `oneshot` as well as
 //! over a socket.

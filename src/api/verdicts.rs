@@ -1,5 +1,5 @@
 //! `/api/v1/verdicts/{trace_id}`, `/api/v1/verdicts` and `/api/v1/fingerprints`
-//! (DESIGN §4). Field names come from the analysis types' serde derives, which follow §4.
+//! (docs/contract.md §4). Field names come from the analysis types' serde derives, which follow §4.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

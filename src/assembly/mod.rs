@@ -78,7 +78,7 @@ pub struct InsertOutcome {
     pub buffered: usize,
     /// Spans of traces already analysed (counted, not re-analysed).
     pub late: usize,
-    /// Those late spans, handed back for forwarding (DESIGN §2: late spans are forwarded).
+    /// Those late spans, handed back for forwarding (docs/contract.md §2: late spans are forwarded).
     pub late_spans: Vec<(TraceId, BufferedSpan)>,
 }
 

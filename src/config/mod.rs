@@ -83,7 +83,7 @@ pub struct SecurityConfig {
     pub api_auth_token_file: Option<PathBuf>,
 }
 
-/// The verdict metrics (DESIGN §5).
+/// The verdict metrics (docs/contract.md §5).
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     /// Label sets per metric family before the `otel_metric_overflow` fold.
@@ -102,7 +102,7 @@ pub enum OtlpMetricsProtocol {
     HttpProtobuf,
 }
 
-/// The OTLP metrics push (DESIGN §5).
+/// The OTLP metrics push (docs/contract.md §5).
 #[derive(Debug, Clone)]
 pub struct OtlpMetricsConfig {
     /// Where to push: for gRPC the collector's origin; for HTTP the full URL, with
@@ -123,7 +123,7 @@ pub enum ForwardProtocol {
     Http,
 }
 
-/// When spans are forwarded (DESIGN §6).
+/// When spans are forwarded (docs/contract.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardMode {
     /// As soon as they are accepted.
@@ -142,7 +142,7 @@ pub struct ForwardTls {
     pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// The forwarder (DESIGN §6, issue "collector pipeline stage").
+/// The forwarder (docs/contract.md §6, issue "collector pipeline stage").
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
     /// gRPC: the endpoint's origin; HTTP: the full URL (`/v1/traces` appended to a bare one).

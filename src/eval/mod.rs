@@ -15,7 +15,7 @@
 //! Depends on [`crate::analysis`] and [`crate::model`]; reads no clock and no files
 //! ([`capture`] parses documents handed to it).
 
-pub mod capture;
+pub use crate::fixture as capture;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -1,9 +1,9 @@
-//! The forwarder: faultline as a stage of a collector pipeline (DESIGN §6). Every accepted
+//! The forwarder: faultline as a stage of a collector pipeline (docs/contract.md §6). Every accepted
 //! span is sent onward over OTLP, regrouped under its original resource and scope.
 //!
 //! - `passthrough`: the receivers queue each request's accepted spans as they take them
 //!   (reserving queue room first, so a full queue pushes back on the sender, retryably,
-//!   before anything is kept — DESIGN §2).
+//!   before anything is kept — docs/contract.md §2).
 //! - `annotate`: spans wait in the trace buffer for their trace's verdict; the analysis
 //!   stage then queues the whole trace, with `faultline.*` attributes appended to the
 //!   entry and blame spans of each failing request. A full queue blocks the analysis

@@ -4,7 +4,7 @@
 //! Capacity counts spans from the moment they are reserved until their delivery ends
 //! (delivered, or given up), so a full queue means "this much is not delivered yet", and
 //! the receivers push back on their senders instead of letting the queue grow
-//! (DESIGN §2: overload is never a silent drop).
+//! (docs/contract.md §2: overload is never a silent drop).
 //!
 //! Locks: `state` is a `std::sync::Mutex` held for a few pointer moves and never across
 //! an `.await`; the journal has its own mutex because a disk write takes longer than a

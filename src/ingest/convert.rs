@@ -35,7 +35,7 @@ pub fn json_to_protobuf(payload: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 /// Which SERVER spans mark a failing request at ingest (so healthy traces are never
-/// materialised). Mirrors the entry rule of DESIGN §3.
+/// materialised). Mirrors the entry rule of docs/contract.md §3.
 #[derive(Debug, Clone)]
 pub struct EntryRule {
     /// HTTP statuses that make a SERVER span an entry (`--error-status`).

@@ -194,7 +194,7 @@ impl Ingest {
         }
     }
 
-    /// Forwards accepted spans through `forwarder` (DESIGN §6).
+    /// Forwards accepted spans through `forwarder` (docs/contract.md §6).
     pub fn with_forwarder(mut self, forwarder: Option<Arc<Forwarder>>) -> Self {
         self.forward = forwarder;
         self

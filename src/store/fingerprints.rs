@@ -115,7 +115,7 @@ pub struct DurationSpread {
     pub max_ms: f64,
 }
 
-/// An error group as `/api/v1/fingerprints` shows it (DESIGN §4).
+/// An error group as `/api/v1/fingerprints` shows it (docs/contract.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FingerprintSummary {
     /// Short stable id.

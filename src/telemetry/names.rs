@@ -1,6 +1,6 @@
 //! Metric names, defined once. Each family has the name it is registered under (in a
 //! registry prefixed [`PREFIX`]), the name `/metrics` shows (`faultline_…`, with `_total`
-//! on counters, as `prometheus-client` writes it) and its OTLP name (DESIGN §5). The
+//! on counters, as `prometheus-client` writes it) and its OTLP name (docs/contract.md §5). The
 //! registry ([`super::metrics`], [`super::verdict_metrics`]) registers by these
 //! constants, and the OTLP push ([`super::otlp_metrics`]) pins its names to [`ALL`].
 

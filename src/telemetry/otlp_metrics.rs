@@ -1,5 +1,5 @@
 //! The registry behind `/metrics`, converted to an OTLP `ExportMetricsServiceRequest`
-//! (DESIGN §5, last bullet): the same instruments, named the OpenTelemetry way, with
+//! (docs/contract.md §5, last bullet): the same instruments, named the OpenTelemetry way, with
 //! cumulative temporality and the trace exemplars that the OpenTelemetry SDK exporters
 //! cannot send (opentelemetry-rust#3369).
 //!

@@ -1,4 +1,4 @@
-//! The OTLP metrics push (`--otlp-metrics-endpoint`, DESIGN §5): every
+//! The OTLP metrics push (`--otlp-metrics-endpoint`, docs/contract.md §5): every
 //! `--otlp-metrics-interval`, the registry behind `/metrics` is converted
 //! ([`super::otlp_metrics`]) and sent to a collector over OTLP/gRPC
 //! (`MetricsService/Export`, gzip) or OTLP/HTTP (`POST /v1/metrics`,

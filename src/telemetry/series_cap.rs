@@ -1,4 +1,4 @@
-//! The series cap of DESIGN §5 (`--max-series`): a metric family that holds at most N
+//! The series cap of docs/contract.md §5 (`--max-series`): a metric family that holds at most N
 //! label sets; every further label set folds into ONE series whose only label is
 //! `otel_metric_overflow="true"`, as the OpenTelemetry SDK's cardinality limit does
 //! (specification, metrics SDK, "Cardinality limits"). Each folded measurement is

@@ -1,4 +1,4 @@
-//! The verdict metric families of DESIGN §5, updated once per verdict by a
+//! The verdict metric families of docs/contract.md §5, updated once per verdict by a
 //! [`VerdictObserver`] on the analysis thread:
 //!
 //! - `faultline_errors_total{service_name, http_route, classification, blame_service,

@@ -1,6 +1,6 @@
 //! Exception fingerprints: a stable id for "the same bug", so 500s can be
 //! grouped across requests, hosts, deployment paths and releases that only
-//! moved lines (DESIGN.md §3, "Fingerprint").
+//! moved lines (docs/contract.md §3, "Fingerprint").
 //!
 //! # The grouping algorithm (Sentry-like)
 //! 1. No exception at all (empty type, message and stack) → no fingerprint.

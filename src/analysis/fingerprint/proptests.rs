@@ -1,6 +1,6 @@
 //! Properties of fingerprints (proptest), per stack format: the id does not change when
 //! line numbers, column numbers, addresses or the install path change, and it does change
-//! when the throwing function or the exception type changes (DESIGN §3 "Fingerprint";
+//! when the throwing function or the exception type changes (docs/contract.md §3 "Fingerprint";
 //! Go panics carry no type, so for Go only the function).
 
 use proptest::prelude::*;

@@ -1,5 +1,5 @@
 //! Fingerprint tests on real stack traces (fixtures/stacks/, each with its
-//! provenance) and on the grouping rules of DESIGN.md §3.
+//! provenance) and on the grouping rules of docs/contract.md §3.
 
 use super::stack::{parse, Language, ParsedStack};
 use super::*;

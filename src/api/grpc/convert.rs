@@ -1,4 +1,4 @@
-//! [`Verdict`] ↔ `faultline.v1.Verdict`. The proto mirrors the JSON of DESIGN §4 field for
+//! [`Verdict`] ↔ `faultline.v1.Verdict`. The proto mirrors the JSON of docs/contract.md §4 field for
 //! field, so a verdict converted to the proto and back serialises to the same JSON; the
 //! fields the JSON skips (entry start, retry attempts, the exception, the entry chain) are
 //! not on the wire either and come back as their neutral values.

@@ -5,7 +5,8 @@
 //! "end_unix_nano","status":{"code","message"},"attributes":{..},"events":[..],
 //! "resource":{..},"scope"}], "labels":[..], "healthy_trace_ids":[..]}`; nanosecond
 //! integers may also be strings, kinds and status codes OTLP enum numbers or names.
-//! Other top-level keys are ignored here (the labels are read by [`super`]).
+//! Other top-level keys are ignored here (the labels are read by [`crate::eval`]). Depends only on [`crate::model`], so
+//! the analysis's tests and the scorer both read captures without importing each other.
 
 use std::sync::Arc;
 
