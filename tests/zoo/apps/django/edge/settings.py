@@ -1,0 +1,3 @@
+from zooapp.settings_common import *  # noqa: F401,F403
+
+ROOT_URLCONF = "edge.urls"

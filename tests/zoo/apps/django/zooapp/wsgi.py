@@ -1,0 +1,4 @@
+"""The WSGI application of every service (DJANGO_SETTINGS_MODULE picks which)."""
+from django.core.wsgi import get_wsgi_application
+
+application = get_wsgi_application()

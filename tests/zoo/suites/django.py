@@ -1,0 +1,167 @@
+"""Suite `django`: Django 5.2 (one ErrorMiddleware per service whose
+`process_exception` records the exception on the SERVER span, logs and answers a
+JSON 500; `handler500` for errors escaping it) served by gunicorn (gthread) under
+`opentelemetry-instrument` (instrumentation-django, -psycopg, -redis, -requests).
+edge -> catalog -> pricing (two pricing deployments: us-east-1 and eu-west-1),
+PostgreSQL through the Django ORM on psycopg 3, Redis through redis-py, HTTP
+through requests. Apps and the bugs in code terms: tests/zoo/apps/django/README.md."""
+
+import socket
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from zoo import Service
+
+FRAMEWORK = "django"
+APP = Path(__file__).resolve().parent.parent / "apps" / "django"
+
+EDGE = "django-edge"
+CATALOG = "django-catalog"
+PRICING = "django-pricing"
+RELEASE = {EDGE: "4.2.1", CATALOG: "2.8.0", PRICING: "1.17.3"}
+ENVIRONMENT = "production"
+
+
+def setup(env_dir, venv_setup, npm_setup):
+    return [venv_setup(env_dir, APP / "requirements.txt")]
+
+
+SCHEMA = """
+CREATE TABLE tenants (id text PRIMARY KEY, region text NOT NULL, country text NOT NULL, settings jsonb NOT NULL);
+INSERT INTO tenants VALUES
+  ('acme',     'us', 'US', '{"shipping": {"zone": "US-EAST", "carrier": "ups"}}'),
+  ('initech',  'us', 'US', '{"shipping": null}'),
+  ('umbrella', 'eu', 'FR', '{"shipping": {"zone": "EU-WEST", "carrier": "dhl"}}'),
+  ('hooli',    'eu', 'DE', '{"shipping": {"zone": "EU-CENTRAL", "carrier": "dhl"}}');
+CREATE TABLE products (sku text PRIMARY KEY, name text NOT NULL, price_cents int NOT NULL, weight_g int,
+                       dimensions jsonb, pricing jsonb);
+INSERT INTO products
+SELECT 'SKU-' || i, 'Product ' || i, 500 + i * 37, 100 + i,
+       CASE WHEN i = 112 THEN NULL ELSE jsonb_build_object('widthCm', i % 40, 'heightCm', 10, 'depthCm', 5) END,
+       CASE WHEN i = 109 THEN NULL ELSE jsonb_build_object('listCents', 500 + i * 37) END
+FROM generate_series(100, 120) AS i;
+INSERT INTO products VALUES ('SKU-ZETA', 'Zeta lamp', 4900, 800, NULL, '{"listCents": 4900}');
+CREATE TABLE bundles (id text PRIMARY KEY, skus text[] NOT NULL);
+INSERT INTO bundles VALUES
+  ('BND-1',  ARRAY['SKU-100', 'SKU-101', 'SKU-102']),
+  ('BND-10', ARRAY['SKU-100', 'SKU-101', 'SKU-102', 'SKU-103', 'SKU-104', 'SKU-105', 'SKU-106', 'SKU-107',
+                   'SKU-108', 'SKU-109']);
+CREATE TABLE inventory_sync (warehouse text PRIMARY KEY, synced_at timestamptz NOT NULL);
+INSERT INTO inventory_sync VALUES ('w1', now()), ('w2', now() - interval '3 hours');
+"""
+
+# Redis: stock hashes of warehouse w1, a product cache entry stored as a hash where
+# the code expects a JSON string, and one cached as the string it should be.
+REDIS_SEED = [
+    ["HSET", "stock:SKU-100", "w1", "12", "w2", "4"],
+    ["HSET", "stock:SKU-101", "w1", "0", "w2", "9"],
+    ["HSET", "product:SKU-ZETA", "widthCm", "30"],
+    ["SET", "product:SKU-100", '{"sku":"SKU-100","widthCm":20,"heightCm":10,"depthCm":5}'],
+]
+
+
+def _redis(port, commands):
+    """Minimal RESP client (stdlib only): send the commands, read one reply each."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        out = b""
+        for cmd in commands:
+            out += f"*{len(cmd)}\r\n".encode()
+            for arg in cmd:
+                b = str(arg).encode()
+                out += f"${len(b)}\r\n".encode() + b + b"\r\n"
+        s.sendall(out)
+        f = s.makefile("rb")
+        for cmd in commands:
+            line = f.readline()
+            if line.startswith(b"-"):
+                raise RuntimeError(f"redis {cmd}: {line.decode().strip()}")
+
+
+def prepare_stores(stores):
+    stores.psql(SCHEMA)
+    _redis(stores.redis_port, REDIS_SEED)
+
+
+def _gunicorn(env_dir):
+    venv = Path(env_dir) / "venv" / "bin"
+    return ([str(venv / "opentelemetry-instrument"), str(venv / "gunicorn"), "-c", str(APP / "gunicorn.conf.py"),
+             "zooapp.wsgi:application"], str(APP))
+
+
+def _env(settings, **extra):
+    return dict({"DJANGO_SETTINGS_MODULE": settings, "PYTHONPATH": str(APP),
+                 "PYTHONDONTWRITEBYTECODE": "1"}, **extra)
+
+
+def services(env_dir):
+    return [
+        Service("edge", _gunicorn, EDGE, RELEASE[EDGE], ENVIRONMENT, "us-east-1",
+                _env("edge.settings", CATALOG_URL="{catalog_url}")),
+        Service("catalog", _gunicorn, CATALOG, RELEASE[CATALOG], ENVIRONMENT, "us-east-1",
+                _env("catalog.settings", APP_PG_HOST="{pg_host}", APP_PG_PORT="{pg_port}",
+                     APP_REDIS_URL="{redis_url}", APP_STOCK_W2_REDIS_URL="redis://127.0.0.1:{dead_port}/0",
+                     PRICING_URL="{pricing_url}", PRICING_EU_URL="{pricing_eu_url}", REVIEWS_URL="{dead_url}")),
+        # (env values go through str.format: literal braces are doubled.)
+        Service("pricing", _gunicorn, PRICING, RELEASE[PRICING], ENVIRONMENT, "us-east-1",
+                _env("pricing.settings",
+                     APP_TAX_TABLE='{{"standard": {{"rate": 0.07}}, "reduced": {{"rate": 0.02}}}}')),
+        # The same release deployed in eu-west-1 with a tax table lacking `standard`.
+        Service("pricing_eu", _gunicorn, PRICING, RELEASE[PRICING], ENVIRONMENT, "eu-west-1",
+                _env("pricing.settings", APP_TAX_TABLE='{{"reduced": {{"rate": 0.055}}}}')),
+    ]
+
+
+# ------------------------------------------------------------------ labels
+def H(tenant):
+    return {"x-tenant": tenant}
+
+
+def cohort(service, tenant, flags=(), region="us-east-1"):
+    return {"release": RELEASE[service], "environment": ENVIRONMENT, "region": region, "tenant": tenant,
+            "feature_flags": sorted(flags)}
+
+
+def defect(service, names, bug, coh, why, kind="server"):
+    return {"classification": "deterministic_handler_defect",
+            "origin": {"service": service, "kind": kind, "names": names},
+            "bug": bug, "cohort": coh, "why": why}
+
+
+def dependency(service, kind, names, bug, coh, why, blame=None):
+    lab = {"classification": "late_dependency_failure", "origin": {"service": service, "kind": kind, "names": names},
+           "bug": bug, "cohort": coh, "why": why}
+    if blame:
+        lab["blame"] = blame
+    return lab
+
+
+def handler_origin(service, route, bug, coh, why):
+    """Django has no handler span: the view runs inside the SERVER span
+    `<METHOD> <route pattern>` of instrumentation-django, and the ErrorMiddleware
+    (or handler500) records the exception there."""
+    return defect(service, [route], bug, coh, why)
+
+
+# Span names as this SDK version emits them (read from the capture).
+PG_SELECT = ["SELECT"]
+REQUESTS = ["GET"]
+
+
+# --------------------------------------------------------------- scenarios
+def null_tenant_field(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-100", headers=H("acme"))
+    rec.call(e, "GET", "/api/products/SKU-101", headers=H("umbrella"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-100", expect=500, headers=H("initech"), label=handler_origin(
+            CATALOG, "GET products/<str:sku>", "django.catalog.shipping-null",
+            cohort(CATALOG, "initech", ["catalog.shipping-v2=v1"]),
+            "catalog's product view reads tenant.settings.get('shipping').get('zone'); shipping is null for "
+            "initech (AttributeError), edge wraps the 500 in UpstreamError"))
+
+
+SCENARIOS = OrderedDict([
+    ("null_tenant_field", null_tenant_field),
+])
