@@ -162,6 +162,163 @@ def null_tenant_field(cluster, rec, n):
             "initech (AttributeError), edge wraps the 500 in UpstreamError"))
 
 
+def region_config(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/quotes/SKU-102", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/quotes/SKU-102", expect=500, headers=H("umbrella"), label=handler_origin(
+            PRICING, "GET quote/<str:sku>", "django.pricing.tax-standard-missing",
+            cohort(PRICING, "umbrella", ["pricing.signed-quotes=on"], region="eu-west-1"),
+            "pricing in eu-west-1 has no `standard` entry in APP_TAX_TABLE: TAX_TABLE.get('standard')['rate'] "
+            "raises TypeError; catalog and edge each wrap the 500 in UpstreamError"))
+
+
+def responder_throws(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "POST", "/api/cart/validate", headers=H("acme"),
+             body={"items": [{"sku": "SKU-100", "qty": 1}, {"sku": "SKU-101", "qty": 2}]})
+    for _ in range(n):
+        rec.call(e, "POST", "/api/cart/validate", expect=500, headers=H("hooli"),
+                 body={"items": [{"sku": "SKU-100", "qty": 0}, {"sku": "SKU-101", "qty": 1}]},
+                 label=handler_origin(
+                     CATALOG, "POST cart/validate", "django.catalog.responder-circular", cohort(CATALOG, "hooli"),
+                     "catalog's ErrorMiddleware.process_exception json.dumps a ValidationError (422) whose details "
+                     "hold cart lines that point back at the cart: ValueError 'Circular reference detected' in "
+                     "the responder; Django's handler500 records it and answers 500 (the ValidationError itself "
+                     "is not the fault and, being a 4xx, is not recorded)"))
+
+
+def pg_statement_timeout(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/reports/slow-movers?days=30", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/reports/slow-movers?days=365", expect=500, headers=H("acme"), label=dependency(
+            CATALOG, "client", PG_SELECT, "django.catalog.pg-statement-timeout", cohort(CATALOG, "acme"),
+            "the 365-day slow-movers scan (pg_sleep ~2 s) exceeds the connection's statement_timeout of 1.5 s: "
+            "PostgreSQL cancels it (QueryCanceled 57014, Django OperationalError), catalog answers 500, edge wraps",
+            blame={"service": CATALOG, "names": PG_SELECT}))
+
+
+def connection_refused(cluster, rec, n):
+    e = cluster.url("edge")
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-103/reviews", expect=500, headers=H("umbrella"), label=dependency(
+            CATALOG, "client", REQUESTS, "django.catalog.reviews-refused", cohort(CATALOG, "umbrella"),
+            "catalog's REVIEWS_URL points at a port nobody listens on: requests raises ConnectionError "
+            "(ECONNREFUSED), request_json raises UpstreamError from it, catalog 500, edge wraps"))
+
+
+def pool_exhaustion(cluster, rec, n):
+    e = cluster.url("edge")
+    for _ in range(n):
+        holder = threading.Thread(target=rec.call, args=(e, "GET", "/api/exports/orders"),
+                                  kwargs=dict(expect=200, headers=H("acme")))
+        holder.start()
+        time.sleep(0.15)
+        rec.call(e, "GET", "/api/exports/invoices", expect=500, headers=H("hooli"), label=POOL_LABEL)
+        holder.join()
+
+
+# The waiting request sends no statement and instrumentation-psycopg makes no span
+# for a pool checkout (psycopg_pool's getconn): the trace holds no failed pg span.
+# What it does show is catalog's SERVER span with the exception the ErrorMiddleware
+# recorded: django.db.utils.OperationalError "couldn't get a connection after 0.30
+# sec", raised from psycopg_pool.PoolTimeout (in the stacktrace), after the whole
+# 300 ms was spent waiting. A database-layer timeout, not the view's own logic: a
+# late dependency failure whose only evidence is that SERVER span.
+POOL_LABEL = dependency(
+    CATALOG, "server", ["GET exports/<str:kind>"], "django.catalog.export-pool-timeout", cohort(CATALOG, "hooli"),
+    "the exports database is a psycopg pool of one connection, held 0.8 s by a concurrent export; this "
+    "request's checkout gives up after 300 ms (PoolTimeout -> Django OperationalError) before any statement is "
+    "sent, so there is no pg span: the dependency timeout is visible only as the exception recorded on "
+    "catalog's SERVER span")
+
+
+def partner_timeout(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-104/fx?currency=USD", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-104/fx?currency=EUR", expect=500, headers=H("umbrella"),
+                 label=dependency(
+                     CATALOG, "client", REQUESTS, "django.catalog.fx-timeout", cohort(CATALOG, "umbrella"),
+                     "catalog gives pricing's FX lookup 300 ms (requests timeout=0.3); pricing takes 1 s for EUR: "
+                     "ReadTimeout, UpstreamError from it, catalog 500, edge wraps",
+                     # The 300 ms are spent in pricing's view (its 1 s sleep), which catalog's
+                     # request waits on: that handler burned the budget.
+                     blame={"service": PRICING, "names": ["GET rates/fx"]}))
+
+
+def no_exception_500(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/inventory/sync?warehouse=w1", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/inventory/sync?warehouse=w2", expect=500, headers=H("initech"), label={
+            "classification": "inconclusive", "origin": None, "bug": None,
+            "cohort": cohort(EDGE, "initech"),
+            "why": "catalog answers a bare 500 JSON body when the w2 inventory feed is stale (nothing raised, the "
+                   "query succeeded); edge passes the status through with plain requests"})
+
+
+def retries_store(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/stock/SKU-100?warehouse=w1", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/stock/SKU-101?warehouse=w2", expect=500, headers=H("acme"), label=dependency(
+            CATALOG, "client", ["HGETALL"], "django.catalog.stock-w2-refused",
+            cohort(CATALOG, "acme", ["edge.stock-retries=3"]),
+            "warehouse w2's stock Redis is a port nobody listens on: HGETALL fails with redis ConnectionError, "
+            "catalog raises ServiceUnavailableError (503) from it; edge retries 3 times, then answers 500"))
+
+
+def recovered_then_defect(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-100/dimensions", headers=H("acme"))
+    rec.call(e, "GET", "/api/products/SKU-101/dimensions", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-ZETA/dimensions", expect=500, headers=H("acme"),
+                 label=handler_origin(
+                     CATALOG, "GET products/<str:sku>/dimensions", "django.catalog.dimensions-null",
+                     cohort(CATALOG, "acme", ["catalog.dimensions-cache=redis"]),
+                     "the Redis GET of product:SKU-ZETA fails (WRONGTYPE, the key is a hash) and is caught; the "
+                     "PostgreSQL fallback succeeds; then dims['widthCm'] of the null column raises TypeError"))
+
+
+def malformed_json(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/quotes/bulk?skus=SKU-100,SKU-101", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/quotes/bulk?skus=SKU-100,SKU-110", expect=500, headers=H("hooli"),
+                 label=handler_origin(
+                     CATALOG, "GET quotes/bulk", "django.catalog.bulk-json-decode", cohort(CATALOG, "hooli"),
+                     "pricing answers 200 with hand-built JSON holding `None` for SKU-110 (not in its price list); "
+                     "the client span succeeded, the JSONDecodeError is raised by resp.json() in catalog's own "
+                     "view, so the defect is catalog's (it trusts a 200 to be JSON)"))
+
+
+def n_plus_one_then_defect(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/bundles/BND-1", headers=H("umbrella"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/bundles/BND-10", expect=500, headers=H("umbrella"), label=handler_origin(
+            CATALOG, "GET bundles/<str:bundle_id>", "django.catalog.bundle-pricing-null", cohort(CATALOG, "umbrella"),
+            "catalog loads the bundle's 10 products one ORM query each (N+1, all succeed), then "
+            "p.pricing['listCents'] raises TypeError on SKU-109 whose pricing column is null"))
+
+
 SCENARIOS = OrderedDict([
     ("null_tenant_field", null_tenant_field),
+    ("region_config", region_config),
+    ("responder_throws", responder_throws),
+    ("pg_statement_timeout", pg_statement_timeout),
+    ("connection_refused", connection_refused),
+    ("pool_exhaustion", pool_exhaustion),
+    ("partner_timeout", partner_timeout),
+    ("no_exception_500", no_exception_500),
+    ("retries_store", retries_store),
+    ("recovered_then_defect", recovered_then_defect),
+    ("malformed_json", malformed_json),
+    ("n_plus_one_then_defect", n_plus_one_then_defect),
 ])
+
+# pricing's FX view keeps running for ~1 s after catalog gave up on it.
+SETTLE = 1.5
