@@ -21,6 +21,8 @@ EDGE = "django-edge"
 CATALOG = "django-catalog"
 PRICING = "django-pricing"
 RELEASE = {EDGE: "4.2.1", CATALOG: "2.8.0", PRICING: "1.17.3"}
+# catalog runs in another region than edge, so the origin's cohort differs from the entry's.
+REGION = {EDGE: "us-east-1", CATALOG: "us-west-2", PRICING: "us-east-1"}
 ENVIRONMENT = "production"
 
 
@@ -97,14 +99,14 @@ def _env(settings, **extra):
 
 def services(env_dir):
     return [
-        Service("edge", _gunicorn, EDGE, RELEASE[EDGE], ENVIRONMENT, "us-east-1",
+        Service("edge", _gunicorn, EDGE, RELEASE[EDGE], ENVIRONMENT, REGION[EDGE],
                 _env("edge.settings", CATALOG_URL="{catalog_url}")),
-        Service("catalog", _gunicorn, CATALOG, RELEASE[CATALOG], ENVIRONMENT, "us-east-1",
+        Service("catalog", _gunicorn, CATALOG, RELEASE[CATALOG], ENVIRONMENT, REGION[CATALOG],
                 _env("catalog.settings", APP_PG_HOST="{pg_host}", APP_PG_PORT="{pg_port}",
                      APP_REDIS_URL="{redis_url}", APP_STOCK_W2_REDIS_URL="redis://127.0.0.1:{dead_port}/0",
                      PRICING_URL="{pricing_url}", PRICING_EU_URL="{pricing_eu_url}", REVIEWS_URL="{dead_url}")),
         # (env values go through str.format: literal braces are doubled.)
-        Service("pricing", _gunicorn, PRICING, RELEASE[PRICING], ENVIRONMENT, "us-east-1",
+        Service("pricing", _gunicorn, PRICING, RELEASE[PRICING], ENVIRONMENT, REGION[PRICING],
                 _env("pricing.settings",
                      APP_TAX_TABLE='{{"standard": {{"rate": 0.07}}, "reduced": {{"rate": 0.02}}}}')),
         # The same release deployed in eu-west-1 with a tax table lacking `standard`.
@@ -118,8 +120,9 @@ def H(tenant):
     return {"x-tenant": tenant}
 
 
-def cohort(service, tenant, flags=(), region="us-east-1"):
-    return {"release": RELEASE[service], "environment": ENVIRONMENT, "region": region, "tenant": tenant,
+def cohort(service, tenant, flags=(), region=None):
+    return {"release": RELEASE[service], "environment": ENVIRONMENT, "region": region or REGION[service],
+            "tenant": tenant,
             "feature_flags": sorted(flags)}
 
 
