@@ -1,0 +1,339 @@
+"""Suite `fastapi`: FastAPI apps on uvicorn under the stock `opentelemetry-instrument`
+(fastapi/asgi, httpx, asyncpg, redis, ... from opentelemetry-distro / bootstrap,
+0.66b1 with SDK 1.45.1). edge -> catalog -> pricing (two pricing deployments:
+us-east-1 and eu-west-1), PostgreSQL through asyncpg, Redis through
+redis.asyncio, HTTP through httpx.AsyncClient. Every service registers
+`@app.exception_handler(AppError)` (its own status) and
+`@app.exception_handler(Exception)` (the 500 responder); edge adds
+`@app.exception_handler(UpstreamError)` -> 500. Apps and the bugs in code terms:
+tests/zoo/apps/fastapi/README.md."""
+
+import socket
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from zoo import Service
+
+FRAMEWORK = "fastapi"
+APP = Path(__file__).resolve().parent.parent / "apps" / "fastapi"
+
+EDGE = "fastapi-edge"
+CATALOG = "fastapi-catalog"
+PRICING = "fastapi-pricing"
+RELEASE = {EDGE: "5.0.3", CATALOG: "3.12.0", PRICING: "2.2.7"}
+ENVIRONMENT = "production"
+
+
+def setup(env_dir, venv_setup, npm_setup):
+    return [venv_setup(env_dir, APP / "requirements.txt")]
+
+
+SCHEMA = """
+CREATE TABLE tenants (id text PRIMARY KEY, region text NOT NULL, country text NOT NULL, settings jsonb NOT NULL);
+INSERT INTO tenants VALUES
+  ('acme',     'us', 'US', '{"shipping": {"zone": "US-EAST", "carrier": "ups"}}'),
+  ('initech',  'us', 'US', '{"shipping": null}'),
+  ('umbrella', 'eu', 'FR', '{"shipping": {"zone": "EU-WEST", "carrier": "dhl"}}'),
+  ('hooli',    'eu', 'DE', '{"shipping": {"zone": "EU-CENTRAL", "carrier": "dhl"}}');
+CREATE TABLE products (sku text PRIMARY KEY, name text NOT NULL, price_cents int NOT NULL, weight_g int,
+                       dimensions jsonb, pricing jsonb);
+INSERT INTO products
+SELECT 'SKU-' || i, 'Product ' || i, 500 + i * 37, 100 + i,
+       jsonb_build_object('widthCm', i % 40, 'heightCm', 10, 'depthCm', 5),
+       CASE WHEN i = 109 THEN NULL ELSE jsonb_build_object('listCents', 500 + i * 37) END
+FROM generate_series(100, 120) AS i;
+INSERT INTO products VALUES ('SKU-ZETA', 'Zeta lamp', 4900, 800, NULL, '{"listCents": 4900}');
+CREATE TABLE bundles (id text PRIMARY KEY, skus text[] NOT NULL);
+INSERT INTO bundles VALUES
+  ('BND-1',  ARRAY['SKU-100', 'SKU-101', 'SKU-102']),
+  ('BND-10', ARRAY['SKU-100', 'SKU-101', 'SKU-102', 'SKU-103', 'SKU-104', 'SKU-105', 'SKU-106', 'SKU-107',
+                   'SKU-108', 'SKU-109']);
+CREATE TABLE inventory_sync (warehouse text PRIMARY KEY, synced_at timestamptz NOT NULL);
+INSERT INTO inventory_sync VALUES ('w1', now()), ('w2', now() - interval '3 hours');
+CREATE TABLE stock_levels (sku text NOT NULL, warehouse text NOT NULL, units int NOT NULL);
+INSERT INTO stock_levels SELECT 'SKU-' || i, 'w1', i - 95 FROM generate_series(100, 105) AS i;
+"""
+
+# Redis: stock hashes; a product cache entry stored as a hash where the code
+# expects a JSON string (SKU-ZETA), one proper string entry (SKU-100).
+REDIS_SEED = [
+    ["HSET", "stock:SKU-100", "w1", "12", "w2", "4"],
+    ["HSET", "stock:SKU-101", "w1", "0", "w2", "9"],
+    ["HSET", "product:SKU-ZETA", "widthCm", "30"],
+    ["SET", "product:SKU-100", '{"widthCm": 20, "heightCm": 10, "depthCm": 5}'],
+]
+
+
+def _redis(port, commands):
+    """Minimal RESP client (stdlib only): send the commands, read one reply each."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        out = b""
+        for cmd in commands:
+            out += f"*{len(cmd)}\r\n".encode()
+            for arg in cmd:
+                b = str(arg).encode()
+                out += f"${len(b)}\r\n".encode() + b + b"\r\n"
+        s.sendall(out)
+        f = s.makefile("rb")
+        for cmd in commands:
+            line = f.readline()
+            if line.startswith(b"-"):
+                raise RuntimeError(f"redis {cmd}: {line.decode().strip()}")
+
+
+def prepare_stores(stores):
+    stores.psql(SCHEMA)
+    _redis(stores.redis_port, REDIS_SEED)
+
+
+def _py(app_path):
+    def cmd(env_dir):
+        venv = Path(env_dir) / "venv" / "bin"
+        return ([str(venv / "opentelemetry-instrument"), str(venv / "python"), str(APP / "serve.py"), app_path],
+                str(APP))
+    return cmd
+
+
+def services(env_dir):
+    base = {"PYTHONPATH": str(APP)}
+    return [
+        Service("edge", _py("edge.app:app"), EDGE, RELEASE[EDGE], ENVIRONMENT, "us-east-1",
+                dict(base, CATALOG_URL="{catalog_url}")),
+        Service("catalog", _py("catalog.app:app"), CATALOG, RELEASE[CATALOG], ENVIRONMENT, "us-east-1",
+                dict(base, APP_PG_DSN="{pg_url}", APP_REDIS_URL="{redis_url}",
+                     APP_STOCK_AP_REDIS_URL="redis://127.0.0.1:{dead_port}/0",
+                     PRICING_URL="{pricing_url}", PRICING_EU_URL="{pricing_eu_url}", REVIEWS_URL="{dead_url}")),
+        # (env values go through str.format: literal braces are doubled.)
+        Service("pricing", _py("pricing.app:app"), PRICING, RELEASE[PRICING], ENVIRONMENT, "us-east-1",
+                dict(base, APP_TAX_TABLE='{{"standard": {{"rate": 0.07}}, "reduced": {{"rate": 0.02}}}}')),
+        # The same release deployed in eu-west-1 with a tax table lacking `standard`.
+        Service("pricing_eu", _py("pricing.app:app"), PRICING, RELEASE[PRICING], ENVIRONMENT, "eu-west-1",
+                dict(base, APP_TAX_TABLE='{{"reduced": {{"rate": 0.055}}}}')),
+    ]
+
+
+# ------------------------------------------------------------------ labels
+def H(tenant):
+    return {"x-tenant": tenant}
+
+
+def cohort(service, tenant, flags=(), region="us-east-1"):
+    return {"release": RELEASE[service], "environment": ENVIRONMENT, "region": region, "tenant": tenant,
+            "feature_flags": sorted(flags)}
+
+
+# Span names as this SDK version emits them (read from the capture).
+PG_WITH = ["WITH"]           # opentelemetry-instrumentation-asyncpg: the statement's first word
+HTTPX = ["GET"]              # opentelemetry-instrumentation-httpx: the method
+
+
+def defect(service, names, bug, coh, why, kind=None):
+    return {"classification": "deterministic_handler_defect",
+            "origin": {"service": service, "kind": kind or "internal", "names": names},
+            "bug": bug, "cohort": coh, "why": why}
+
+
+def dependency(service, kind, names, bug, coh, why, blame=None):
+    lab = {"classification": "late_dependency_failure", "origin": {"service": service, "kind": kind, "names": names},
+           "bug": bug, "cohort": coh, "why": why}
+    if blame:
+        lab["blame"] = blame
+    return lab
+
+
+def server_origin(service, route, bug, coh, why):
+    """Origin of an exception that reached `@app.exception_handler(Exception)`:
+    instrumentation-fastapi's ExceptionHandlerMiddleware (inside Starlette's
+    ServerErrorMiddleware) records it on the SERVER span `METHOD /route`
+    (FastAPI's path syntax, `{sku}`; event + status ERROR). The only other spans
+    of the service are the INTERNAL `... http send` / `http receive` ones."""
+    return defect(service, [route], bug, coh, why, kind="server")
+
+
+def inconclusive(why, tenant, flags=(), service=EDGE):
+    return {"classification": "inconclusive", "origin": None, "bug": None, "cohort": cohort(service, tenant, flags),
+            "why": why}
+
+
+# --------------------------------------------------------------- scenarios
+def null_tenant_field(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-100", headers=H("acme"))
+    rec.call(e, "GET", "/api/products/SKU-101", headers=H("umbrella"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-100", expect=500, headers=H("initech"), label=server_origin(
+            CATALOG, "GET /products/{sku}", "fastapi.catalog.shipping-null",
+            cohort(CATALOG, "initech", ["catalog.shipping-v2=v1"]),
+            "catalog's GET /products/{sku} subscripts tenant settings['shipping']['zone']; shipping is null for "
+            "initech (TypeError), the Exception handler answers 500; edge's UpstreamError handler answers 500"))
+
+
+def region_config(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/quotes/SKU-102", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/quotes/SKU-102", expect=500, headers=H("umbrella"), label=server_origin(
+            PRICING, "GET /quote/{sku}", "fastapi.pricing.tax-standard-missing",
+            cohort(PRICING, "umbrella", ["pricing.signed-quotes=on"], region="eu-west-1"),
+            "pricing in eu-west-1 has no `standard` entry in APP_TAX_TABLE: TAX_TABLE['standard'] raises "
+            "KeyError; catalog raises UpstreamError (recorded on its SERVER span) and edge wraps again"))
+
+
+def responder_throws(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "POST", "/api/cart/validate", headers=H("acme"),
+             body={"items": [{"sku": "SKU-100", "qty": 1}, {"sku": "SKU-101", "qty": 2}]})
+    for _ in range(n):
+        rec.call(e, "POST", "/api/cart/validate", expect=500, headers=H("hooli"),
+                 body={"items": [{"sku": "SKU-100", "qty": 0}, {"sku": "SKU-101", "qty": 1}]},
+                 label=server_origin(
+                     CATALOG, "POST /cart/validate", "fastapi.catalog.responder-decimal",
+                     cohort(CATALOG, "hooli"),
+                     "catalog's @app.exception_handler(AppError) json.dumps a ValidationError whose details carry "
+                     "the list price as Decimal (asyncpg numeric): TypeError 'Object of type Decimal is not JSON "
+                     "serializable' in that handler escapes ExceptionMiddleware, is recorded on the SERVER span "
+                     "(its context is the ValidationError) and the intended 422 becomes the Exception handler's 500"))
+
+
+def pg_statement_timeout(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/reports/slow-movers?days=30", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/reports/slow-movers?days=365", expect=500, headers=H("acme"), label=dependency(
+            CATALOG, "client", PG_WITH, "fastapi.catalog.pg-statement-timeout", cohort(CATALOG, "acme"),
+            "the 365-day slow-movers scan (pg_sleep ~2 s) exceeds the pool's statement_timeout of 1.5 s: "
+            "PostgreSQL cancels it (QueryCanceledError 57014), catalog answers 500, edge wraps it",
+            blame={"service": CATALOG, "names": PG_WITH}))
+
+
+def connection_refused(cluster, rec, n):
+    e = cluster.url("edge")
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-103/reviews", expect=500, headers=H("umbrella"), label=dependency(
+            CATALOG, "client", HTTPX, "fastapi.catalog.reviews-refused", cohort(CATALOG, "umbrella"),
+            "catalog's REVIEWS_URL points at a port nobody listens on: httpx raises ConnectError "
+            "(connection refused), request_json wraps it in UpstreamError, catalog 500, edge wraps"))
+
+
+def pool_exhaustion(cluster, rec, n):
+    e = cluster.url("edge")
+    for _ in range(n):
+        holder = threading.Thread(target=rec.call, args=(e, "GET", "/api/exports/orders"),
+                                  kwargs=dict(expect=200, headers=H("acme")))
+        holder.start()
+        time.sleep(0.2)
+        rec.call(e, "GET", "/api/exports/invoices", expect=500, headers=H("hooli"), label=server_origin(
+            CATALOG, "GET /exports/{kind}", "fastapi.catalog.export-pool-exhausted", cohort(CATALOG, "hooli"),
+            "the exports pool (asyncpg, max_size 1) is held 0.8 s by a concurrent export; "
+            "pool.acquire(timeout=0.3) raises TimeoutError (empty message) and no statement is sent: "
+            "instrumentation-asyncpg has no span for acquiring, so the trace holds only the TimeoutError "
+            "on catalog's SERVER span, raised in catalog's own process (its pool sized for one) with no "
+            "dependency call that failed; labelled what the trace can show: a defect at that span"))
+        holder.join()
+
+
+def partner_timeout(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-104/fx?currency=USD", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-104/fx?currency=EUR", expect=500, headers=H("umbrella"),
+                 label=dependency(
+                     CATALOG, "client", HTTPX, "fastapi.catalog.fx-timeout", cohort(CATALOG, "umbrella"),
+                     "catalog gives pricing's FX lookup 300 ms (httpx timeout=0.3); pricing takes 1 s for EUR: "
+                     "httpx.ReadTimeout on the client span, UpstreamError, catalog 500, edge wraps",
+                     # The budget is burned in pricing's handler (its 1 s sleep); FastAPI has no
+                     # handler span, so that is pricing's SERVER span.
+                     blame={"service": PRICING, "names": ["GET /rates/fx"]}))
+
+
+def no_exception_500(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/inventory/sync?warehouse=w1", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/inventory/sync?warehouse=w2", expect=500, headers=H("initech"), label=inconclusive(
+            "catalog returns a bare 500 JSONResponse when the w2 inventory feed is stale (nothing raised, the query "
+            "succeeded); edge passes the status through", "initech"))
+
+
+def retries_store(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/stock/SKU-100?warehouse=us", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/stock/SKU-100?warehouse=ap", expect=500, headers=H("acme"), label=dependency(
+            CATALOG, "client", ["HGETALL"], "fastapi.catalog.stock-ap-refused",
+            cohort(CATALOG, "acme", ["edge.stock-retries=3"]),
+            "the ap-south stock Redis replica is down (connection refused): HGETALL raises ConnectionError, "
+            "catalog answers 503 (ServiceUnavailable); edge retries 3 times (flag edge.stock-retries=3 on "
+            "edge) then answers 500"))
+
+
+def recovered_then_defect(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-100/dimensions", headers=H("acme"))
+    rec.call(e, "GET", "/api/products/SKU-101/dimensions", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-ZETA/dimensions", expect=500, headers=H("acme"),
+                 label=server_origin(
+                     CATALOG, "GET /products/{sku}/dimensions", "fastapi.catalog.dimensions-null",
+                     cohort(CATALOG, "acme", ["catalog.dimensions-cache=redis"]),
+                     "the Redis GET of product:SKU-ZETA fails (WRONGTYPE, the key is a hash) and is caught; the "
+                     "PostgreSQL fallback succeeds; then dims['widthCm'] of the NULL column raises TypeError (the caught "
+                     "WRONGTYPE stays on the redis GET span, not the cause)"))
+
+
+def malformed_json(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/quotes/bulk?skus=SKU-100,SKU-101", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/quotes/bulk?skus=SKU-100,SKU-110", expect=500, headers=H("hooli"),
+                 label=server_origin(
+                     CATALOG, "GET /quotes/bulk", "fastapi.catalog.bulk-json-decode",
+                     cohort(CATALOG, "hooli"),
+                     "pricing answers 200 with hand-built JSON that has an empty value for SKU-110 (not in its "
+                     "price list); the httpx span succeeded (200), the json.JSONDecodeError is raised by resp.json() "
+                     "in catalog's own request_json, so the defect is catalog's (it trusts a 200 to be JSON)"))
+
+
+def n_plus_one_then_defect(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/bundles/BND-1", headers=H("umbrella"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/bundles/BND-10", expect=500, headers=H("umbrella"), label=server_origin(
+            CATALOG, "GET /bundles/{bundle_id}", "fastapi.catalog.bundle-pricing-null", cohort(CATALOG, "umbrella"),
+            "catalog loads the bundle's 10 products one query each (N+1, all succeed), then "
+            "p['pricing']['listCents'] raises TypeError on SKU-109 whose pricing column is NULL"))
+
+
+def response_model_mismatch(cluster, rec, n):
+    e = cluster.url("edge")
+    rec.call(e, "GET", "/api/products/SKU-100/availability", headers=H("acme"))
+    for _ in range(n):
+        rec.call(e, "GET", "/api/products/SKU-110/availability", expect=500, headers=H("initech"),
+                 label=server_origin(
+                     CATALOG, "GET /products/{sku}/availability", "fastapi.catalog.availability-units-none",
+                     cohort(CATALOG, "initech"),
+                     "catalog's availability view is declared response_model=Availability (units: int); SKU-110 "
+                     "has no stock_levels row, the LEFT JOIN gives units=None, and FastAPI's serialisation of the "
+                     "returned dict raises ResponseValidationError: the handler's own contract is broken"))
+
+
+SCENARIOS = OrderedDict([
+    ("null_tenant_field", null_tenant_field),
+    ("region_config", region_config),
+    ("responder_throws", responder_throws),
+    ("pg_statement_timeout", pg_statement_timeout),
+    ("connection_refused", connection_refused),
+    ("pool_exhaustion", pool_exhaustion),
+    ("partner_timeout", partner_timeout),
+    ("no_exception_500", no_exception_500),
+    ("retries_store", retries_store),
+    ("recovered_then_defect", recovered_then_defect),
+    ("malformed_json", malformed_json),
+    ("n_plus_one_then_defect", n_plus_one_then_defect),
+    ("response_model_mismatch", response_model_mismatch),
+])
+
+# pricing's FX handler keeps running for ~1 s after catalog gave up on it.
+SETTLE = 1.5
