@@ -24,6 +24,8 @@ CATALOG = "flask-catalog"
 PRICING = "flask-pricing"
 RELEASE = {EDGE: "4.2.0", CATALOG: "2.8.1", PRICING: "1.19.3"}
 ENVIRONMENT = "production"
+# catalog runs in another region than edge, so the origin's cohort and the entry's differ.
+REGION = {EDGE: "us-east-1", CATALOG: "us-west-2", PRICING: "us-east-1"}
 
 
 def setup(env_dir, venv_setup, npm_setup):
@@ -98,7 +100,7 @@ def services(env_dir):
     return [
         Service("edge", _py("edge/app.py"), EDGE, RELEASE[EDGE], ENVIRONMENT, "us-east-1",
                 dict(base, CATALOG_URL="{catalog_url}")),
-        Service("catalog", _py("catalog/app.py"), CATALOG, RELEASE[CATALOG], ENVIRONMENT, "us-east-1",
+        Service("catalog", _py("catalog/app.py"), CATALOG, RELEASE[CATALOG], ENVIRONMENT, REGION[CATALOG],
                 dict(base, APP_PG_DSN="{pg_url}", APP_REDIS_URL="{redis_url}",
                      APP_STOCK_AP_REDIS_URL="redis://127.0.0.1:{dead_port}/0",
                      PRICING_URL="{pricing_url}", PRICING_EU_URL="{pricing_eu_url}", REVIEWS_URL="{dead_url}")),
@@ -116,8 +118,9 @@ def H(tenant):
     return {"x-tenant": tenant}
 
 
-def cohort(service, tenant, flags=(), region="us-east-1"):
-    return {"release": RELEASE[service], "environment": ENVIRONMENT, "region": region, "tenant": tenant,
+def cohort(service, tenant, flags=(), region=None):
+    return {"release": RELEASE[service], "environment": ENVIRONMENT, "region": region or REGION[service],
+            "tenant": tenant,
             "feature_flags": sorted(flags)}
 
 
