@@ -162,7 +162,7 @@ impl DependencyFailure {
     }
 }
 
-const POOL_OR_LOCK_MARKERS: [&str; 11] = [
+const POOL_OR_LOCK_MARKERS: [&str; 13] = [
     "database is locked",
     "deadlock detected",
     "queuepool limit",
@@ -174,6 +174,9 @@ const POOL_OR_LOCK_MARKERS: [&str; 11] = [
     "pool timeout",
     "pool exhausted",
     "too many connections",
+    // psycopg_pool: "couldn't get a connection after 0.30 sec" (PoolTimeout).
+    "couldn't get a connection",
+    "pooltimeout",
 ];
 
 const CONNECTION_MARKERS: [&str; 14] = [

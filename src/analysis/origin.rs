@@ -660,7 +660,13 @@ fn step(graph: &SpanGraph<'_>, root: usize, search: &mut OriginSearch) -> Step {
         if n == root {
             continue;
         }
-        if span.status_code == StatusCode::Error {
+        let only_reports_status = http_status(span).is_some_and(|c| c >= 500)
+            && !span.events.iter().any(|e| e.name == "exception")
+            && span.status_message.trim().is_empty();
+        if span.status_code == StatusCode::Error && only_reports_status {
+            // ASGI `http send`: ERROR because the status it sent is a 5xx, nothing more.
+            search.reporters_passed += 1;
+        } else if span.status_code == StatusCode::Error {
             errored = Some(match errored {
                 Some(e) if graph.end(e) >= graph.end(n) => e,
                 _ => n,

@@ -1387,3 +1387,61 @@ fn the_origin_error_keeps_the_end_of_a_long_message() {
         "{cut}"
     );
 }
+
+/// ASGI `http send` spans get status ERROR from the 5xx they send, with no exception and
+/// no message of their own: they report the 500, they are not its origin.
+#[test]
+fn an_asgi_send_span_in_error_only_for_the_status_it_sent_is_not_an_origin() {
+    let t = trace(vec![
+        sp(1, None, "catalog", SERVER, "GET /inventory/sync", 0, 3)
+            .http(500)
+            .error(),
+        sp(
+            2,
+            Some(1),
+            "catalog",
+            INTERNAL,
+            "GET /inventory/sync http send",
+            2,
+            2,
+        )
+        .attr("http.status_code", 500i64)
+        .error(),
+    ]);
+    let v = one(&t);
+    assert_eq!(
+        v.classification,
+        Classification::Inconclusive,
+        "{:#?}",
+        v.evidence
+    );
+    assert!(v.origin.is_none());
+}
+
+/// psycopg_pool's timeout, raised through Django with no span for the checkout.
+#[test]
+fn a_psycopg_pool_timeout_without_a_call_span_is_a_dependency_failure() {
+    let t = trace(vec![sp(
+        1,
+        None,
+        "catalog",
+        SERVER,
+        "GET exports/<str:kind>",
+        0,
+        310,
+    )
+    .http(500)
+    .error()
+    .exception(
+        "django.db.utils.OperationalError",
+        "couldn't get a connection after 0.30 sec",
+        "",
+    )]);
+    let v = one(&t);
+    assert_eq!(
+        v.classification,
+        Classification::LateDependencyFailure,
+        "{:#?}",
+        v.evidence
+    );
+}

@@ -94,7 +94,7 @@ fn pairwise_fingerprint_figures_follow_the_bug_keys() {
 
 /// Every labelled verdict of the zoo's stored captures: an origin, classification,
 /// cohort, blame or grouping that regresses fails here, naming the scenario.
-const REVIEWED_SUITES: [&str; 3] = ["express", "fastify", "nestjs"];
+const REVIEWED_SUITES: [&str; 6] = ["django", "express", "fastapi", "fastify", "flask", "nestjs"];
 
 #[test]
 fn every_labelled_verdict_of_the_stored_zoo_captures_is_right() {

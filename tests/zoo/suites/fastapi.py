@@ -155,6 +155,13 @@ def server_origin(service, route, bug, coh, why):
     return defect(service, [route], bug, coh, why, kind="server")
 
 
+
+def pool_dependency(lab):
+    """The contract (§3 Classification): a connection-pool timeout or exhaustion raised in
+    the service's own code, with no span for the call, is a late dependency failure; the
+    origin stays the span that recorded it."""
+    return dict(lab, classification="late_dependency_failure")
+
 def inconclusive(why, tenant, flags=(), service=EDGE):
     return {"classification": "inconclusive", "origin": None, "bug": None, "cohort": cohort(service, tenant, flags),
             "why": why}
@@ -227,13 +234,13 @@ def pool_exhaustion(cluster, rec, n):
                                   kwargs=dict(expect=200, headers=H("acme")))
         holder.start()
         time.sleep(0.2)
-        rec.call(e, "GET", "/api/exports/invoices", expect=500, headers=H("hooli"), label=server_origin(
+        rec.call(e, "GET", "/api/exports/invoices", expect=500, headers=H("hooli"), label=pool_dependency(server_origin(
             CATALOG, "GET /exports/{kind}", "fastapi.catalog.export-pool-exhausted", cohort(CATALOG, "hooli"),
             "the exports pool (asyncpg, max_size 1) is held 0.8 s by a concurrent export; "
             "pool.acquire(timeout=0.3) raises TimeoutError (empty message) and no statement is sent: "
             "instrumentation-asyncpg has no span for acquiring, so the trace holds only the TimeoutError "
             "on catalog's SERVER span, raised in catalog's own process (its pool sized for one) with no "
-            "dependency call that failed; labelled what the trace can show: a defect at that span"))
+            "dependency call that failed; labelled what the trace can show: a defect at that span")))
         holder.join()
 
 

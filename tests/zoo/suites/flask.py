@@ -152,6 +152,13 @@ def server_origin(service, route, bug, coh, why):
     return defect(service, [route], bug, coh, why, kind="server")
 
 
+
+def pool_dependency(lab):
+    """The contract (§3 Classification): a connection-pool timeout or exhaustion raised in
+    the service's own code, with no span for the call, is a late dependency failure; the
+    origin stays the span that recorded it."""
+    return dict(lab, classification="late_dependency_failure")
+
 def inconclusive(why, tenant, flags=(), service=EDGE):
     return {"classification": "inconclusive", "origin": None, "bug": None, "cohort": cohort(service, tenant, flags),
             "why": why}
@@ -224,13 +231,13 @@ def pool_exhaustion(cluster, rec, n):
                                   kwargs=dict(expect=200, headers=H("acme")))
         holder.start()
         time.sleep(0.2)
-        rec.call(e, "GET", "/api/exports/invoices", expect=500, headers=H("hooli"), label=server_origin(
+        rec.call(e, "GET", "/api/exports/invoices", expect=500, headers=H("hooli"), label=pool_dependency(server_origin(
             CATALOG, "GET /exports/<kind>", "flask.catalog.export-pool-exhausted", cohort(CATALOG, "hooli"),
             "the exports pool (psycopg2 ThreadedConnectionPool, maxconn 1) is held 0.8 s by a concurrent "
             "export; getconn() raises PoolError 'connection pool exhausted' at once, without waiting and "
             "without any statement sent: the trace has no pg span for this request, only the PoolError that "
             "Flask left unhandled on catalog's SERVER span, so what it can show is an exception raised in "
-            "catalog's own process (its pool sized for one), not a failed dependency call"))
+            "catalog's own process (its pool sized for one), not a failed dependency call")))
         holder.join()
 
 
