@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::support::Faultline;
 
 /// The suites run live; all of them are replayed from captures.
-const LIVE: [&str; 1] = ["express"];
+const LIVE: [&str; 2] = ["express", "flask"];
 
 fn zoo_py() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zoo/zoo.py")
@@ -135,4 +135,10 @@ fn live(suite: &str, protocol: &str) {
 #[test]
 fn express_live_over_otlp_http_every_labelled_verdict_is_right() {
     live(LIVE[0], "http/protobuf");
+}
+
+#[test]
+fn flask_live_over_otlp_http_every_labelled_verdict_is_right() {
+    // The suite's pinned packages carry the OTLP/HTTP exporter only.
+    live(LIVE[1], "http/protobuf");
 }
