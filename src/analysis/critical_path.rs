@@ -39,7 +39,7 @@
 //!
 //! Depends only on [`super::graph`] and [`super::classify`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::SpanKind;
 
@@ -108,7 +108,7 @@ struct Frame {
 
 /// Spans that outlive their parent on the same clock, re-attached for the walk to the
 /// nearest ancestor of the same service that outlasts them (below the entry):
-/// `(moved, new parent)`.
+/// the moved spans, and by new parent the spans it adopts.
 ///
 /// Context managers that end early leave the work done after them as their children: a
 /// Fastify hook's or an Express middleware's span ends at once while the route handler
@@ -116,8 +116,14 @@ struct Frame {
 /// and everything below it would vanish from the path and the server span would seem to
 /// have burned the whole budget. The request did wait for that work, so it belongs to the
 /// ancestor that was still open.
-fn lifted(graph: &SpanGraph<'_>, entry: usize) -> HashMap<usize, usize> {
-    let mut moved = HashMap::new();
+#[derive(Default)]
+struct Lifted {
+    moved: HashSet<usize>,
+    adopted: HashMap<usize, Vec<usize>>,
+}
+
+fn lifted(graph: &SpanGraph<'_>, entry: usize) -> Lifted {
+    let mut out = Lifted::default();
     for c in graph.subtree(entry) {
         let Some(p) = graph.parent(c).filter(|_| c != entry) else {
             continue;
@@ -144,17 +150,18 @@ fn lifted(graph: &SpanGraph<'_>, entry: usize) -> HashMap<usize, usize> {
             }
         }
         if to != p {
-            moved.insert(c, to);
+            out.moved.insert(c);
+            out.adopted.entry(to).or_default().push(c);
         }
     }
-    moved
+    out
 }
 
 /// Children of `node` placed in its (already corrected and clipped) window `[s, e]`,
 /// ordered for the walk: latest end first.
 fn placed_children(
     graph: &SpanGraph<'_>,
-    moved: &HashMap<usize, usize>,
+    lifted: &Lifted,
     node: usize,
     offset: i128,
     s: i128,
@@ -163,12 +170,12 @@ fn placed_children(
 ) -> Vec<Kid> {
     let parent = graph.span(node);
     let mut kids = Vec::new();
-    let adopted = moved.iter().filter(|(_, &to)| to == node).map(|(&c, _)| c);
+    let adopted = lifted.adopted.get(&node).into_iter().flatten().copied();
     let own = graph
         .children(node)
         .iter()
         .copied()
-        .filter(|c| !moved.contains_key(c));
+        .filter(|c| !lifted.moved.contains(c));
     let mut children: Vec<usize> = own.chain(adopted).collect();
     children.sort_unstable();
     for c in children {
@@ -231,8 +238,8 @@ pub fn critical_path(graph: &SpanGraph<'_>, entry: usize) -> CriticalPath {
         return cp;
     }
     let (s, e) = (ws as i128, we as i128);
-    let moved = lifted(graph, entry);
-    let kids = placed_children(graph, &moved, entry, 0, s, e, &mut cp.notes);
+    let lifted = lifted(graph, entry);
+    let kids = placed_children(graph, &lifted, entry, 0, s, e, &mut cp.notes);
     let mut stack = vec![Frame {
         node: entry,
         start: s,
@@ -264,7 +271,7 @@ pub fn critical_path(graph: &SpanGraph<'_>, entry: usize) -> CriticalPath {
                 top.cursor = kid.start;
                 let kids = placed_children(
                     graph,
-                    &moved,
+                    &lifted,
                     kid.node,
                     kid.offset,
                     kid.start,

@@ -185,6 +185,24 @@ class Stores:
         subprocess.run([str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres",
                         "-d", "zoo", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], check=True)
 
+    def redis_commands(self, commands):
+        """Sends write commands (`[["HSET", key, field, value], ...]`) to the Redis in one
+        pipeline over RESP (stdlib only) and reads one status or integer reply each; an
+        error reply raises, naming the command."""
+        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as s:
+            out = b""
+            for cmd in commands:
+                out += f"*{len(cmd)}\r\n".encode()
+                for arg in cmd:
+                    b = str(arg).encode()
+                    out += f"${len(b)}\r\n".encode() + b + b"\r\n"
+            s.sendall(out)
+            f = s.makefile("rb")
+            for cmd in commands:
+                line = f.readline()
+                if line.startswith(b"-"):
+                    raise RuntimeError(f"redis {cmd}: {line.decode().strip()}")
+
     def stop(self):
         if self.redis is not None and self.redis.poll() is None:
             os.killpg(self.redis.pid, signal.SIGTERM)

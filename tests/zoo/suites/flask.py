@@ -8,7 +8,6 @@ Flask's documented layout (handlers for their own AppError and HTTPException,
 unhandled errors through handle_exception to the InternalServerError handler).
 Apps and the bugs in code terms: tests/zoo/apps/flask/README.md."""
 
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -66,26 +65,9 @@ REDIS_SEED = [
 ]
 
 
-def _redis(port, commands):
-    """Minimal RESP client (stdlib only): send the commands, read one reply each."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        out = b""
-        for cmd in commands:
-            out += f"*{len(cmd)}\r\n".encode()
-            for arg in cmd:
-                b = str(arg).encode()
-                out += f"${len(b)}\r\n".encode() + b + b"\r\n"
-        s.sendall(out)
-        f = s.makefile("rb")
-        for cmd in commands:
-            line = f.readline()
-            if line.startswith(b"-"):
-                raise RuntimeError(f"redis {cmd}: {line.decode().strip()}")
-
-
 def prepare_stores(stores):
     stores.psql(SCHEMA)
-    _redis(stores.redis_port, REDIS_SEED)
+    stores.redis_commands(REDIS_SEED)
 
 
 def _py(app_file):
