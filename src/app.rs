@@ -25,11 +25,15 @@ use crate::api::{self, ApiState};
 use crate::assembly::{Assembler, Completion};
 use crate::auth::{self, GrpcAuthLayer, TokenFile};
 use crate::config::{Config, ForwardMode, TlsFiles};
+use crate::config::{ConfigError, StateLocation};
 use crate::forward::{Forwarder, ForwarderTasks};
 use crate::ingest::convert::EntryRule;
 use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
+use crate::store::backend::Backend;
+use crate::store::sqlite::SqliteBackend;
+use crate::store::writer::{StateObserver, Writer, WriterConfig};
 use crate::store::{VerdictObserver, VerdictStore};
 use crate::telemetry::metrics::ListenerName;
 use crate::telemetry::metrics::Metrics;
@@ -58,6 +62,8 @@ pub struct Service {
     /// The forwarder and its senders, flushed after analysis.
     forward: Option<Arc<Forwarder>>,
     forward_tasks: Option<ForwarderTasks>,
+    /// The verdict store: its state writer is flushed after analysis.
+    store: Arc<VerdictStore>,
     metrics: Metrics,
     clock: Clock,
     shutdown_timeout: Duration,
@@ -77,6 +83,9 @@ pub struct ShutdownSummary {
     /// Spans the forwarder had not delivered at exit (0 unless the deadline passed; kept
     /// on disk with `--forward-queue-dir`).
     pub forward_spans_left: usize,
+    /// Verdicts the state writer had not committed at exit (0 unless the deadline passed
+    /// or the database was down; they were in memory only).
+    pub state_verdicts_left: usize,
 }
 
 /// The three bound listeners the service serves on: the caller binds them (from the
@@ -138,8 +147,8 @@ pub async fn start(
 ) -> anyhow::Result<Service> {
     let mut metrics = metrics;
     metrics.forwarding = config.forward.is_some();
+    let store = open_state(config, &mut metrics).await?;
     let forwarder = start_forwarder(config, &metrics)?;
-    let store = Arc::new(VerdictStore::new(config.verdict_retention));
     metrics
         .verdict_metrics
         .set_max_series(config.metrics.max_series);
@@ -159,6 +168,64 @@ pub async fn start(
         forwarder,
     };
     start_with_forwarder(config, listeners, parts).await
+}
+
+/// Step: the verdict store, with its state database (`--state`) opened, migrated and
+/// read back, and its writer started. Opening may block (a file, a server to reach), so
+/// it runs on a blocking thread.
+async fn open_state(config: &Config, metrics: &mut Metrics) -> anyhow::Result<Arc<VerdictStore>> {
+    let state = config.state.clone();
+    let retention = config.verdict_retention;
+    let location = match state.location.clone() {
+        StateLocation::UrlFile(path) => {
+            let raw = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::Error::new(ConfigError::Invalid {
+                    option: "state-url-file",
+                    value: path.display().to_string(),
+                    reason: format!("cannot be read: {e}"),
+                })
+            })?;
+            crate::config::parse_state("state-url-file", &raw)?
+        }
+        other => other,
+    };
+    if location == StateLocation::Memory {
+        tracing::info!("state: memory only (--state memory): verdicts and fingerprint history end with the process");
+        return Ok(Arc::new(VerdictStore::new(retention)));
+    }
+    metrics.stateful = true;
+    let observer: Arc<dyn StateObserver> = Arc::new(metrics.state.clone());
+    let store = tokio::task::spawn_blocking(move || -> anyhow::Result<VerdictStore> {
+        let backend: Arc<dyn Backend> = match &location {
+            StateLocation::Sqlite(path) => Arc::new(SqliteBackend::open(path)?),
+            StateLocation::Postgres(_url) => {
+                anyhow::bail!("--state postgres://…: this build has no PostgreSQL state yet")
+            }
+            StateLocation::Memory | StateLocation::UrlFile(_) => {
+                unreachable!("resolved above")
+            }
+        };
+        let writer = Writer::start(
+            Arc::clone(&backend),
+            WriterConfig {
+                queue: state.queue,
+                max_age: state.retention_age,
+                max_verdicts: retention as u64,
+                ..WriterConfig::default()
+            },
+            observer,
+        )?;
+        let store = VerdictStore::with_state(retention, Arc::clone(&backend), writer)?;
+        tracing::info!(
+            state = backend.kind(),
+            location = %backend.location(),
+            fingerprint_groups = store.fingerprints(None, usize::MAX).len(),
+            "state database open"
+        );
+        Ok(store)
+    })
+    .await??;
+    Ok(Arc::new(store))
 }
 
 /// Starts the forwarder when `--forward-endpoint` is set, recovering the on-disk queue.
@@ -303,7 +370,7 @@ async fn start_with_forwarder(
         registry: metrics.registry(),
         metrics: metrics.clone(),
         assembler: Arc::clone(&buffer.assembler),
-        store,
+        store: Arc::clone(&store),
         listeners_up: false.into(),
         forward_queue: forward.as_ref().map(|f| Arc::clone(f.queue())),
     });
@@ -339,6 +406,7 @@ async fn start_with_forwarder(
         otlp_push,
         forward,
         forward_tasks,
+        store,
         metrics,
         clock,
         shutdown_timeout: config.shutdown_timeout,
@@ -621,6 +689,19 @@ impl Service {
             Some(tasks) => tasks.shutdown(deadline).await.spans_left,
             None => 0,
         };
+        let state_left = {
+            let store = Arc::clone(&self.store);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::task::spawn_blocking(move || store.close(left))
+                .await
+                .unwrap_or(0)
+        };
+        if state_left > 0 {
+            tracing::warn!(
+                verdicts = state_left,
+                "the state database did not take every verdict by the shutdown deadline; those verdicts are lost with the process"
+            );
+        }
         if let Some((stop, task)) = self.otlp_push {
             stop.cancel();
             let abort = task.abort_handle();
@@ -639,6 +720,7 @@ impl Service {
             spans_analyzed: self.metrics.spans_analyzed.get(),
             spans_left: self.assembler.buffered_spans(),
             forward_spans_left: forward_left,
+            state_verdicts_left: state_left,
         };
         if flushed.is_err() || joined.is_err() {
             anyhow::bail!("shutdown deadline passed with analysis unfinished: {summary:?}");
@@ -665,12 +747,13 @@ pub async fn run(
     );
     let summary = service.stop().await?;
     tracing::info!(
-        "shutdown complete: traces_flushed={} traces_analyzed={} spans_analyzed={} spans_left={} forward_spans_left={}",
+        "shutdown complete: traces_flushed={} traces_analyzed={} spans_analyzed={} spans_left={} forward_spans_left={} state_verdicts_left={}",
         summary.traces_flushed,
         summary.traces_analyzed,
         summary.spans_analyzed,
         summary.spans_left,
-        summary.forward_spans_left
+        summary.forward_spans_left,
+        summary.state_verdicts_left
     );
     Ok(summary)
 }

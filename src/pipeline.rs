@@ -99,6 +99,13 @@ impl AnalysisStage {
             return Vec::new();
         }
         let stored = self.store.record(verdicts);
+        if stored.is_empty() {
+            // The trace's spans came again after its verdict (an exporter's retry of a
+            // batch it had already delivered): its first verdict stands.
+            self.metrics.resent_traces.inc();
+            tracing::debug!(trace_id = %trace.trace_id, "trace arrived again after its verdict; not counted twice");
+            return Vec::new();
+        }
         for v in &stored {
             for o in &self.observers {
                 o.on_verdict(v);

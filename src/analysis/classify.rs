@@ -4,14 +4,14 @@
 //! Pure functions over [`crate::model::Span`]; no graph walking happens here except what
 //! the caller hands in. The confidence scoring is documented on [`score`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Event, Span, SpanKind, StatusCode};
 
 use super::entry::{grpc_status, http_status};
 
 /// The three verdict classes of docs/contract.md §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Classification {
     /// The origin is the service's own code and no dependency on the failing path failed.
     #[serde(rename = "deterministic_handler_defect")]

@@ -9,14 +9,14 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Attributes, Span};
 
 use super::graph::SpanGraph;
 
 /// The cohort of a verdict, as serialised in the API (`null` where unknown).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cohort {
     /// `service.version` of the origin's service.
     pub release: Option<String>,

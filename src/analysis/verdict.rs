@@ -6,7 +6,7 @@
 //! kept with `#[serde(skip)]`. Depends on the sibling analysis modules and
 //! [`crate::model`] only.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Span, SpanKind};
 
@@ -26,7 +26,7 @@ use super::origin::{find_origin, Link, OriginSearch};
 use super::AnalysisConfig;
 
 /// The entry that answered the failing request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntryInfo {
     /// Span id, 16 lowercase hex.
     pub span_id: String,
@@ -44,7 +44,7 @@ pub struct EntryInfo {
 }
 
 /// The span that burned the budget.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlameInfo {
     /// Span id.
     pub span_id: String,
@@ -66,7 +66,7 @@ pub struct BlameInfo {
 }
 
 /// Where the failure started.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OriginInfo {
     /// Span id.
     pub span_id: String,
@@ -117,7 +117,7 @@ pub struct ChainLink {
 }
 
 /// The verdict on one failing request (docs/contract.md §4).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// 32 lowercase hex.
     pub trace_id: String,

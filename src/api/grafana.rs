@@ -65,6 +65,7 @@ pub struct GrafanaParams {
     to: Option<String>,
     service: Option<String>,
     route: Option<String>,
+    origin_service: Option<String>,
     classification: Option<String>,
     limit: Option<String>,
     step: Option<String>,
@@ -136,6 +137,7 @@ fn window_query(p: &mut GrafanaParams, w: Window) -> Result<VerdictQuery, ApiErr
     Ok(VerdictQuery {
         service: nonempty(p.service.take()),
         route: nonempty(p.route.take()),
+        origin_service: nonempty(p.origin_service.take()),
         classification: parse_classification(p.classification.take())?,
         fingerprint: None,
         since_unix_nano: Some(w.from_ms * MS),
@@ -231,9 +233,8 @@ async fn verdicts(
     let w = parse_window(p.from.as_deref(), p.to.as_deref(), now_ms())?;
     let mut q = window_query(&mut p, w)?;
     q.limit = parse_limit(p.limit.as_deref())?;
-    Ok(Json(
-        store.list(&q).iter().map(|v| VerdictRow::new(v)).collect(),
-    ))
+    let listed = super::read_store(&store, move |s| s.list(&q)).await;
+    Ok(Json(listed.iter().map(|v| VerdictRow::new(v)).collect()))
 }
 
 /// One error group as a flat table row: counts in the window, plus what the store knows
@@ -312,7 +313,7 @@ async fn fingerprints(
     let limit = parse_limit(p.limit.as_deref())?;
     // Take the window's verdicts (shared, not copied) and aggregate outside the store's
     // lock; then look up the lifetime summary only of the groups that are returned.
-    let owned = store.list(&q);
+    let owned = super::read_store(&store, move |s| s.list(&q)).await;
     let mut rows: Vec<FingerprintRow> = Vec::new();
     let mut groups: HashMap<&str, GroupAcc<'_>> = HashMap::new();
     // `list` is newest first; walk oldest first so the newest occurrence wins.
@@ -341,8 +342,14 @@ async fn fingerprints(
     let mut ordered: Vec<(&str, GroupAcc<'_>)> = groups.into_iter().collect();
     ordered.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
     ordered.truncate(limit);
+    let ids: Vec<String> = ordered.iter().map(|(id, _)| id.to_string()).collect();
+    let mut lives = super::read_store(&store, move |s| {
+        ids.iter().map(|id| s.fingerprint(id)).collect::<Vec<_>>()
+    })
+    .await
+    .into_iter();
     for (id, g) in ordered {
-        let life = store.fingerprint(id);
+        let life = lives.next().flatten();
         let first_nano = life
             .as_ref()
             .and_then(|l| parse_rfc3339_ms(&l.first_seen))
@@ -530,7 +537,7 @@ async fn series(
     let by = SeriesBy::parse(p.by.as_deref())?;
     let buckets = Buckets::new(w, parse_step(p.step.as_deref())?);
     // The window's verdicts are shared, not copied; counting happens outside the lock.
-    let all = store.list(&q);
+    let all = super::read_store(&store, move |s| s.list(&q)).await;
     Ok(Json(series_rows(all.iter().map(|v| &**v), by, buckets)))
 }
 

@@ -25,6 +25,23 @@ use crate::assembly::Assembler;
 use crate::store::VerdictStore;
 use crate::telemetry::metrics::Metrics;
 
+/// Runs a store read on a blocking thread when it may wait on the state database
+/// ([`VerdictStore::reads_block`]), inline otherwise: the runtime's workers never wait
+/// on a database.
+pub(crate) async fn read_store<T: Send + 'static>(
+    store: &Arc<VerdictStore>,
+    f: impl FnOnce(&VerdictStore) -> T + Send + 'static,
+) -> T {
+    if !store.reads_block() {
+        return f(store);
+    }
+    let store = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// What the API handlers read.
 pub struct ApiState {
     /// The metric registry.

@@ -64,7 +64,11 @@ async fn by_trace(
             "trace id {trace_id:?} is not 32 lowercase hex characters"
         )));
     }
-    match store.get(&trace_id) {
+    let found = {
+        let id = trace_id.clone();
+        super::read_store(&store, move |s| s.get(&id)).await
+    };
+    match found {
         Some(v) => Ok(Json(&*v).into_response()),
         None => Err(ApiError::NotFound(format!(
             "no verdict for trace {trace_id} (healthy, not analysed yet, or unknown)"
@@ -77,6 +81,7 @@ async fn by_trace(
 pub struct ListParams {
     service: Option<String>,
     route: Option<String>,
+    origin_service: Option<String>,
     classification: Option<String>,
     fingerprint: Option<String>,
     since: Option<String>,
@@ -148,13 +153,14 @@ async fn list(
     let q = VerdictQuery {
         service: nonempty(p.service),
         route: nonempty(p.route),
+        origin_service: nonempty(p.origin_service),
         classification,
         fingerprint: nonempty(p.fingerprint),
         since_unix_nano: since,
         until_unix_nano: None,
         limit: parse_limit(p.limit.as_deref())?,
     };
-    let verdicts = store.list(&q);
+    let verdicts = super::read_store(&store, move |s| s.list(&q)).await;
     let body: Vec<&crate::analysis::Verdict> = verdicts.iter().map(|v| &**v).collect();
     Ok(Json(serde_json::json!({ "verdicts": body })).into_response())
 }
@@ -165,7 +171,9 @@ async fn fingerprints(
 ) -> Result<Response, ApiError> {
     let p = query(raw)?;
     let limit = parse_limit(p.limit.as_deref())?;
-    let groups = store.fingerprints(nonempty(p.service).as_deref(), limit);
+    let service = nonempty(p.service);
+    let groups =
+        super::read_store(&store, move |s| s.fingerprints(service.as_deref(), limit)).await;
     Ok(Json(serde_json::json!({ "fingerprints": groups })).into_response())
 }
 

@@ -109,6 +109,35 @@ pub struct ServeArgs {
     #[arg(long, env = "FAULTLINE_VERDICT_RETENTION", value_name = "N")]
     pub verdict_retention: Option<String>,
 
+    /// The state database deletes verdicts older than this, in batches; fingerprint
+    /// history (counts, first seen, first release) is kept longer [default: 7d].
+    #[arg(long, env = "FAULTLINE_VERDICT_RETENTION_AGE", value_name = "DURATION")]
+    pub verdict_retention_age: Option<String>,
+
+    /// Where verdicts and fingerprint history are kept across restarts: a SQLite file
+    /// (a path, or sqlite:PATH; created with its directory), a PostgreSQL URL
+    /// (postgres://user@host:5432/db?sslmode=require) shared by several replicas, or
+    /// `memory` (nothing kept) [default: faultline-data/state.db, relative to the working
+    /// directory].
+    #[arg(long, env = "FAULTLINE_STATE", value_name = "PATH|URL|memory")]
+    pub state: Option<String>,
+
+    /// Read `--state` from this file instead (a PostgreSQL URL with its password, e.g. a
+    /// mounted Kubernetes Secret); surrounding whitespace is ignored [default: none].
+    #[arg(long, env = "FAULTLINE_STATE_URL_FILE", value_name = "PATH")]
+    pub state_url_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that a PostgreSQL server's certificate is verified against when the
+    /// URL asks for TLS (sslmode=require) [default: the web PKI roots].
+    #[arg(long, env = "FAULTLINE_STATE_TLS_CA_FILE", value_name = "PATH")]
+    pub state_tls_ca_file: Option<PathBuf>,
+
+    /// Verdicts waiting for the state writer; past this, while the database is slow or
+    /// down, the oldest waiting are not written (they stay in memory) and are counted in
+    /// faultline_state_verdicts_dropped_total [default: 100000].
+    #[arg(long, env = "FAULTLINE_STATE_QUEUE", value_name = "N")]
+    pub state_queue: Option<String>,
+
     /// Verdicts held for each `WatchVerdicts` subscriber that has not read them yet; a
     /// subscriber further behind skips the oldest and is told how many [default: 1024].
     #[arg(long, env = "FAULTLINE_WATCH_BUFFER", value_name = "N")]

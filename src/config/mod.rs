@@ -22,7 +22,67 @@ pub use cli::{
     AnalysisArgs, AnalyzeArgs, CheckConfigArgs, Cli, Command, GroupBy, InputFormat, OutputFormat,
     ServeArgs, ANALYZE_AFTER_HELP,
 };
-pub use resolve::{check_file, load, read_file, resolve, ConfigError};
+pub use resolve::{
+    check_file, load, parse_state, read_file, resolve, ConfigError, DEFAULT_STATE_FILE,
+};
+
+/// Where the state is kept (`--state`, `--state-url-file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// Nothing kept across restarts.
+    Memory,
+    /// An embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server shared by the fleet.
+    Postgres(SecretUrl),
+    /// A file holding the `--state` value, read at start-up (files are named in the
+    /// configuration, read by the service, as for TLS).
+    UrlFile(PathBuf),
+}
+
+/// A database URL that may carry a password: its `Debug` form hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+/// `scheme://user:secret@host/…` as `scheme://user:***@host/…`; a `password=` parameter
+/// likewise.
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        if let Some(at) = rest.find('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let (a, b) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
+                out.replace_range(a..b, "***");
+            }
+        }
+    }
+    if let Some(p) = out.find("password=") {
+        let start = p + "password=".len();
+        let end = out[start..].find('&').map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+/// The state database and its writer.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Where.
+    pub location: StateLocation,
+    /// `--state-tls-ca-file`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `--state-queue`: verdicts waiting for the writer.
+    pub queue: usize,
+    /// `--verdict-retention-age`.
+    pub retention_age: Duration,
+}
 
 /// The validated configuration of the service.
 #[derive(Debug, Clone)]
@@ -45,6 +105,8 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     /// Traces whose verdicts are kept.
     pub verdict_retention: usize,
+    /// The state database.
+    pub state: StateConfig,
     /// Capacity of the `WatchVerdicts` feed, in verdicts.
     pub watch_buffer: usize,
     /// The verdict metrics on /metrics.

@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::cli::{AnalysisArgs, ServeArgs};
 use super::{
-    AssemblyConfig, Config, ForwardConfig, ForwardMode, ForwardProtocol, ForwardTls, IngestConfig,
-    MetricsConfig, OtlpMetricsConfig, OtlpMetricsProtocol, SecurityConfig, TlsFiles,
+    redact, AssemblyConfig, Config, ForwardConfig, ForwardMode, ForwardProtocol, ForwardTls,
+    IngestConfig, MetricsConfig, OtlpMetricsConfig, OtlpMetricsProtocol, SecretUrl, SecurityConfig,
+    StateConfig, StateLocation, TlsFiles,
 };
 use crate::analysis::AnalysisConfig;
 
@@ -81,6 +82,11 @@ impl ServeArgs {
             log_level: self.log_level.or(lower.log_level),
             analysis: self.analysis.or(lower.analysis),
             verdict_retention: self.verdict_retention.or(lower.verdict_retention),
+            verdict_retention_age: self.verdict_retention_age.or(lower.verdict_retention_age),
+            state: self.state.or(lower.state),
+            state_url_file: self.state_url_file.or(lower.state_url_file),
+            state_tls_ca_file: self.state_tls_ca_file.or(lower.state_tls_ca_file),
+            state_queue: self.state_queue.or(lower.state_queue),
             watch_buffer: self.watch_buffer.or(lower.watch_buffer),
             max_series: self.max_series.or(lower.max_series),
             otlp_metrics_endpoint: self.otlp_metrics_endpoint.or(lower.otlp_metrics_endpoint),
@@ -558,6 +564,47 @@ fn count(option: &'static str, raw: Option<String>, default: usize) -> Result<us
     }
 }
 
+/// Where `--state` points when it is not given.
+pub const DEFAULT_STATE_FILE: &str = "faultline-data/state.db";
+
+/// A `--state` value (`option` names where it came from, for the message).
+///
+/// # Errors
+/// Empty, or a URL of a database faultline does not drive.
+pub fn parse_state(option: &'static str, raw: &str) -> Result<StateLocation, ConfigError> {
+    let v = raw.trim();
+    if v.is_empty() {
+        return Err(invalid(
+            option,
+            raw,
+            "expected a file path, a postgres:// URL, or memory",
+        ));
+    }
+    if v == "memory" {
+        return Ok(StateLocation::Memory);
+    }
+    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        return Ok(StateLocation::Postgres(SecretUrl(v.to_string())));
+    }
+    if let Some(path) = v
+        .strip_prefix("sqlite://")
+        .or_else(|| v.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(invalid(option, raw, "sqlite: needs a file path after it"));
+        }
+        return Ok(StateLocation::Sqlite(PathBuf::from(path)));
+    }
+    if let Some((scheme, _)) = v.split_once("://") {
+        return Err(invalid(
+            option,
+            &redact(v),
+            format!("{scheme}:// is not a state database faultline drives; use a file path (SQLite), postgres://…, or memory"),
+        ));
+    }
+    Ok(StateLocation::Sqlite(PathBuf::from(v)))
+}
+
 /// Resolves defaults and validates every option.
 ///
 /// # Errors
@@ -614,6 +661,15 @@ pub fn resolve(a: ServeArgs) -> Result<Config, ConfigError> {
         log_level,
         analysis,
         verdict_retention: count("verdict-retention", a.verdict_retention, 100_000)?,
+        state: StateConfig {
+            location: match path_option(&a.state_url_file) {
+                Some(file) => StateLocation::UrlFile(file),
+                None => parse_state("state", a.state.as_deref().unwrap_or(DEFAULT_STATE_FILE))?,
+            },
+            tls_ca_file: path_option(&a.state_tls_ca_file),
+            queue: count("state-queue", a.state_queue, 100_000)?,
+            retention_age: duration("verdict-retention-age", a.verdict_retention_age, "7d")?,
+        },
         watch_buffer,
         metrics: MetricsConfig {
             max_series: count("max-series", a.max_series, 1000)?,

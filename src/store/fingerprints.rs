@@ -17,9 +17,9 @@ pub const MAX_GROUPS: usize = 10_000;
 /// Most distinct values kept per dimension (releases, routes, tenants, ...).
 pub const MAX_VALUES: usize = 64;
 /// Example trace ids kept per group.
-const EXAMPLES: usize = 5;
+pub const EXAMPLES: usize = 5;
 /// Durations kept per group for the spread.
-const DURATION_SAMPLES: usize = 256;
+pub const DURATION_SAMPLES: usize = 256;
 /// Top values shown per cohort dimension.
 const TOP: usize = 5;
 
@@ -69,6 +69,148 @@ pub struct ValueCount {
     pub count: u64,
 }
 
+/// A dimension a fingerprint group counts values in. `as_str` is the name the state
+/// databases store it under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    /// Entry service.
+    Service,
+    /// `service.version` of the origin.
+    Release,
+    /// `service route` of the entry.
+    Route,
+    /// Tenant.
+    Tenant,
+    /// `cloud.region`.
+    Region,
+    /// Deployment environment.
+    Environment,
+    /// Feature flag, `key=variant`.
+    Flag,
+}
+
+impl Dimension {
+    /// Every dimension, in storage order.
+    pub const ALL: [Dimension; 7] = [
+        Dimension::Service,
+        Dimension::Release,
+        Dimension::Route,
+        Dimension::Tenant,
+        Dimension::Region,
+        Dimension::Environment,
+        Dimension::Flag,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Service => "service",
+            Dimension::Release => "release",
+            Dimension::Route => "route",
+            Dimension::Tenant => "tenant",
+            Dimension::Region => "region",
+            Dimension::Environment => "environment",
+            Dimension::Flag => "flag",
+        }
+    }
+
+    /// The dimension stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Dimension::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The value of `verdict` in each dimension it has one in (flags: one each).
+pub fn dimension_values(verdict: &Verdict) -> Vec<(Dimension, String)> {
+    let c = &verdict.cohort;
+    let mut out = vec![
+        (Dimension::Service, verdict.entry.service.clone()),
+        (Dimension::Route, route_key(verdict)),
+    ];
+    let optional = [
+        (Dimension::Release, &c.release),
+        (Dimension::Tenant, &c.tenant),
+        (Dimension::Region, &c.region),
+        (Dimension::Environment, &c.environment),
+    ];
+    out.extend(
+        optional
+            .into_iter()
+            .filter_map(|(d, v)| v.as_ref().map(|v| (d, v.clone()))),
+    );
+    out.extend(c.feature_flags.iter().map(|f| (Dimension::Flag, f.clone())));
+    out
+}
+
+/// One fingerprint group's counts as the state databases hold them: read back from a
+/// database, or the delta a batch of new verdicts adds to it (see [`group_deltas`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    /// Readable fingerprint (the first occurrence's).
+    pub fingerprint: String,
+    /// Classification of the latest occurrence.
+    pub classification: Classification,
+    /// Occurrences.
+    pub count: u64,
+    /// First occurrence, Unix nanoseconds.
+    pub first_seen_unix_nano: u64,
+    /// Latest occurrence, Unix nanoseconds.
+    pub last_seen_unix_nano: u64,
+    /// Release of the first occurrence.
+    pub first_release: Option<String>,
+    /// Occurrences per value, per dimension.
+    pub values: Vec<(Dimension, String, u64)>,
+}
+
+/// The groups' deltas of a batch of new verdicts, by fingerprint id in ascending order
+/// (writers upsert in that order, so two writers never wait on each other's rows in
+/// opposite orders). Verdicts without a fingerprint add nothing.
+pub fn group_deltas<'a>(
+    verdicts: impl IntoIterator<Item = &'a Verdict>,
+) -> BTreeMap<String, GroupRecord> {
+    let mut out: BTreeMap<String, GroupRecord> = BTreeMap::new();
+    let mut values: BTreeMap<String, BTreeMap<(Dimension, String), u64>> = BTreeMap::new();
+    for v in verdicts {
+        let Some(id) = &v.fingerprint_id else {
+            continue;
+        };
+        let now = v.analyzed_at_unix_nano;
+        let g = out.entry(id.clone()).or_insert_with(|| GroupRecord {
+            fingerprint: v.fingerprint.clone().unwrap_or_default(),
+            classification: v.classification,
+            count: 0,
+            first_seen_unix_nano: now,
+            last_seen_unix_nano: now,
+            first_release: v.cohort.release.clone(),
+            values: Vec::new(),
+        });
+        g.count += 1;
+        if now < g.first_seen_unix_nano {
+            g.first_seen_unix_nano = now;
+            g.first_release = v.cohort.release.clone();
+            g.fingerprint = v.fingerprint.clone().unwrap_or_default();
+        }
+        if now >= g.last_seen_unix_nano {
+            g.last_seen_unix_nano = now;
+            g.classification = v.classification;
+        }
+        let counts = values.entry(id.clone()).or_default();
+        for key in dimension_values(v) {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    for (id, counts) in values {
+        if let Some(g) = out.get_mut(&id) {
+            g.values = counts.into_iter().map(|((d, v), n)| (d, v, n)).collect();
+        }
+    }
+    out
+}
+
 /// One fingerprint's accumulated evidence.
 #[derive(Debug, Clone)]
 struct Group {
@@ -78,15 +220,16 @@ struct Group {
     first_seen_unix_nano: u64,
     last_seen_unix_nano: u64,
     first_release: Option<String>,
-    services: Counts,
-    releases: Counts,
-    routes: Counts,
-    tenants: Counts,
-    regions: Counts,
-    environments: Counts,
-    flags: Counts,
+    /// Value counts, indexed by [`Dimension::index`].
+    dims: [Counts; 7],
     durations_ms: VecDeque<f64>,
     examples: VecDeque<String>,
+}
+
+impl Group {
+    fn dim(&self, d: Dimension) -> &Counts {
+        &self.dims[d.index()]
+    }
 }
 
 /// Top cohort values of a group.
@@ -185,37 +328,17 @@ impl FingerprintIndex {
             first_seen_unix_nano: now,
             last_seen_unix_nano: now,
             first_release: verdict.cohort.release.clone(),
-            services: Counts::default(),
-            releases: Counts::default(),
-            routes: Counts::default(),
-            tenants: Counts::default(),
-            regions: Counts::default(),
-            environments: Counts::default(),
-            flags: Counts::default(),
+            dims: Default::default(),
             durations_ms: VecDeque::new(),
             examples: VecDeque::new(),
         });
         let route = route_key(&verdict);
-        let seen_on_route = g.routes.get(&route);
+        let seen_on_route = g.dim(Dimension::Route).get(&route);
         g.count += 1;
         g.classification = verdict.classification;
         g.last_seen_unix_nano = g.last_seen_unix_nano.max(now);
-        g.services.add(&verdict.entry.service);
-        g.routes.add(&route);
-        if let Some(r) = &verdict.cohort.release {
-            g.releases.add(r);
-        }
-        if let Some(t) = &verdict.cohort.tenant {
-            g.tenants.add(t);
-        }
-        if let Some(r) = &verdict.cohort.region {
-            g.regions.add(r);
-        }
-        if let Some(e) = &verdict.cohort.environment {
-            g.environments.add(e);
-        }
-        for f in &verdict.cohort.feature_flags {
-            g.flags.add(f);
+        for (d, value) in dimension_values(&verdict) {
+            g.dims[d.index()].add(&value);
         }
         if g.durations_ms.len() == DURATION_SAMPLES {
             g.durations_ms.pop_front();
@@ -258,7 +381,7 @@ impl FingerprintIndex {
         let mut out: Vec<FingerprintSummary> = self
             .groups
             .iter()
-            .filter(|(_, g)| service.is_none_or(|s| g.services.get(s) > 0))
+            .filter(|(_, g)| service.is_none_or(|s| g.dim(Dimension::Service).get(s) > 0))
             .map(|(id, g)| summary(id, g))
             .collect();
         out.sort_by(|a, b| {
@@ -268,6 +391,60 @@ impl FingerprintIndex {
         });
         out.truncate(limit);
         out
+    }
+}
+
+impl Group {
+    /// The group a database row holds, with the durations and examples of its retained
+    /// verdicts (examples newest first).
+    fn from_record(rec: &GroupRecord, durations_ms: &[f64], examples: &[String]) -> Group {
+        let mut dims: [Counts; 7] = Default::default();
+        for (d, value, n) in &rec.values {
+            *dims[d.index()].0.entry(value.clone()).or_default() += n;
+        }
+        let keep = durations_ms.len().saturating_sub(DURATION_SAMPLES);
+        Group {
+            text: rec.fingerprint.clone(),
+            classification: rec.classification,
+            count: rec.count,
+            first_seen_unix_nano: rec.first_seen_unix_nano,
+            last_seen_unix_nano: rec.last_seen_unix_nano,
+            first_release: rec.first_release.clone(),
+            dims,
+            durations_ms: durations_ms[keep..].iter().copied().collect(),
+            examples: examples.iter().take(EXAMPLES).cloned().collect(),
+        }
+    }
+}
+
+/// The summary of a group read back from a state database: `durations_ms` are the budgets
+/// of its retained verdicts (any order), `examples` their trace ids, newest first.
+pub fn summary_from_record(
+    id: &str,
+    rec: &GroupRecord,
+    durations_ms: &[f64],
+    examples: &[String],
+) -> FingerprintSummary {
+    summary(id, &Group::from_record(rec, durations_ms, examples))
+}
+
+impl FingerprintIndex {
+    /// Puts back a group read from a state database at start-up, so cross-trace evidence
+    /// (recurrence, first release) continues where the last run left it.
+    pub fn restore(
+        &mut self,
+        id: &str,
+        rec: &GroupRecord,
+        durations_ms: &[f64],
+        examples: &[String],
+    ) {
+        if !self.groups.contains_key(id) && self.groups.len() >= MAX_GROUPS {
+            return;
+        }
+        self.groups.insert(
+            id.to_string(),
+            Group::from_record(rec, durations_ms, examples),
+        );
     }
 }
 
@@ -281,14 +458,14 @@ fn first_seen_sentence(g: &Group) -> String {
     );
     if let Some(r) = &g.first_release {
         s.push_str(&format!(", first in release {r}"));
-        if g.releases.only() == Some(r.as_str()) {
+        if g.dim(Dimension::Release).only() == Some(r.as_str()) {
             s.push_str(" (no other release)");
         }
     }
-    if let Some(t) = g.tenants.only() {
+    if let Some(t) = g.dim(Dimension::Tenant).only() {
         s.push_str(&format!(", only on tenant {t}"));
     }
-    if let Some(r) = g.regions.only() {
+    if let Some(r) = g.dim(Dimension::Region).only() {
         s.push_str(&format!(", only in region {r}"));
     }
     s.push('.');
@@ -311,14 +488,19 @@ fn summary(id: &str, g: &Group) -> FingerprintSummary {
         first_seen: rfc3339(g.first_seen_unix_nano),
         last_seen: rfc3339(g.last_seen_unix_nano),
         first_release: g.first_release.clone(),
-        releases: g.releases.0.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        services: g.services.top(TOP),
-        routes: g.routes.top(MAX_VALUES),
+        releases: g
+            .dim(Dimension::Release)
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        services: g.dim(Dimension::Service).top(TOP),
+        routes: g.dim(Dimension::Route).top(MAX_VALUES),
         top_cohort: TopCohort {
-            tenant: g.tenants.top(TOP),
-            region: g.regions.top(TOP),
-            environment: g.environments.top(TOP),
-            feature_flags: g.flags.top(TOP),
+            tenant: g.dim(Dimension::Tenant).top(TOP),
+            region: g.dim(Dimension::Region).top(TOP),
+            environment: g.dim(Dimension::Environment).top(TOP),
+            feature_flags: g.dim(Dimension::Flag).top(TOP),
         },
         duration: DurationSpread {
             min_ms: at(0.0),

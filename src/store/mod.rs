@@ -1,17 +1,27 @@
 //! The verdict store: the newest `--verdict-retention` traces' verdicts, looked up by trace
 //! id or filtered, and the fingerprint groups built from every verdict.
 //!
-//! One `std::sync::Mutex` guards both: the analysis thread writes one verdict at a time
-//! and API reads are short scans; no `.await` is ever held under it. Depends on the
-//! analysis types only (no async or wire crates).
+//! Memory answers first. One `std::sync::Mutex` guards the verdicts and groups: the
+//! analysis thread writes one trace's verdicts at a time and API reads are short scans;
+//! no `.await` is ever held under it. With a state database ([`backend`]) every verdict
+//! is also queued to the [`writer`] thread, and reads the memory cannot answer (a trace
+//! analysed before a restart or by another replica, the fleet's fingerprint counts) go to
+//! the database, unless the database is known to be down. Those reads block: async
+//! callers run them on a blocking thread ([`VerdictStore::reads_block`] says when).
+//! Depends on the analysis types only (no async or wire crates).
 
+pub mod backend;
 pub mod fingerprints;
+pub mod sqlite;
+pub mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::analysis::{Classification, Verdict};
+use backend::{Backend, BackendError, Row};
 use fingerprints::{FingerprintIndex, FingerprintSummary};
+use writer::Writer;
 
 /// Something that reacts to each verdict once the store holds it (metrics, live
 /// subscribers): the hook the analysis stage feeds beside the store.
@@ -28,6 +38,8 @@ pub struct VerdictQuery {
     pub service: Option<String>,
     /// Entry route.
     pub route: Option<String>,
+    /// Service of the origin (where the failure started).
+    pub origin_service: Option<String>,
     /// Classification.
     pub classification: Option<Classification>,
     /// Fingerprint id or text.
@@ -44,6 +56,10 @@ impl VerdictQuery {
     fn matches(&self, v: &Verdict) -> bool {
         self.service.as_deref().is_none_or(|s| v.entry.service == s)
             && self.route.as_deref().is_none_or(|r| v.entry.route == r)
+            && self
+                .origin_service
+                .as_deref()
+                .is_none_or(|s| v.origin.as_ref().is_some_and(|o| o.service == s))
             && self.classification.is_none_or(|c| v.classification == c)
             && self.fingerprint.as_deref().is_none_or(|f| {
                 v.fingerprint_id.as_deref() == Some(f) || v.fingerprint.as_deref() == Some(f)
@@ -68,19 +84,76 @@ struct Inner {
     fingerprints: FingerprintIndex,
 }
 
+/// The state database and its writer.
+struct State {
+    backend: Arc<dyn Backend>,
+    writer: Writer,
+}
+
 /// Verdicts and fingerprint groups.
 pub struct VerdictStore {
     inner: Mutex<Inner>,
     retention: usize,
+    state: Option<State>,
 }
 
 impl VerdictStore {
-    /// A store keeping the newest `retention` traces' verdicts.
+    /// A store keeping the newest `retention` traces' verdicts, in memory only.
     pub fn new(retention: usize) -> Self {
         VerdictStore {
             inner: Mutex::new(Inner::default()),
             retention: retention.max(1),
+            state: None,
         }
+    }
+
+    /// A store that also keeps its verdicts in `backend`, written by `writer`. The
+    /// fingerprint groups the database holds are put back in memory first, so that
+    /// cross-trace evidence continues where the last run left it.
+    ///
+    /// # Errors
+    /// The groups cannot be read back.
+    pub fn with_state(
+        retention: usize,
+        backend: Arc<dyn Backend>,
+        writer: Writer,
+    ) -> Result<Self, BackendError> {
+        let mut inner = Inner::default();
+        for g in backend.load_groups(fingerprints::MAX_GROUPS)? {
+            inner
+                .fingerprints
+                .restore(&g.fingerprint_id, &g.record, &g.durations_ms, &g.examples);
+        }
+        Ok(VerdictStore {
+            inner: Mutex::new(inner),
+            retention: retention.max(1),
+            state: Some(State { backend, writer }),
+        })
+    }
+
+    /// True when reads may wait on a database: async callers must then call them from a
+    /// blocking thread (`tokio::task::spawn_blocking`), never from the runtime's workers.
+    pub fn reads_block(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// The database to read from, when there is one and it answered the last write.
+    fn readable(&self) -> Option<&dyn Backend> {
+        self.state
+            .as_ref()
+            .filter(|s| s.writer.is_up())
+            .map(|s| &*s.backend)
+    }
+
+    /// Writes what the writer still holds, for at most `deadline`; returns the verdicts
+    /// left unwritten (0 without a database).
+    pub fn close(&self, deadline: std::time::Duration) -> usize {
+        self.state.as_ref().map_or(0, |s| s.writer.close(deadline))
+    }
+
+    /// Verdicts waiting for the state writer.
+    pub fn pending_writes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.writer.pending())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -90,9 +163,17 @@ impl VerdictStore {
     }
 
     /// Records the verdicts of one trace (outermost entry first), adding cross-trace
-    /// evidence from the fingerprint groups. Returns them as stored.
+    /// evidence from the fingerprint groups. Returns them as stored: empty when the trace
+    /// already has verdicts (its spans arrived again after it was analysed, an exporter's
+    /// re-send): one trace is one verdict, and its first stands.
     pub fn record(&self, verdicts: Vec<Verdict>) -> Vec<Arc<Verdict>> {
         let mut inner = self.lock();
+        if verdicts
+            .first()
+            .is_some_and(|v| inner.by_trace.contains_key(&v.trace_id))
+        {
+            return Vec::new();
+        }
         let mut stored = Vec::with_capacity(verdicts.len());
         for v in verdicts {
             let v = Arc::new(inner.fingerprints.record(v));
@@ -112,33 +193,92 @@ impl VerdictStore {
                 inner.order.pop_front();
             }
         }
+        drop(inner);
+        if let Some(state) = &self.state {
+            state
+                .writer
+                .submit(stored.iter().enumerate().map(|(i, v)| Row {
+                    verdict: Arc::clone(v),
+                    ordinal: u32::try_from(i).unwrap_or(u32::MAX),
+                }));
+        }
         stored
     }
 
-    /// The verdict of a trace's outermost entry.
+    /// The verdict of a trace's outermost entry: from memory, else from the database.
     pub fn get(&self, trace_id: &str) -> Option<Arc<Verdict>> {
-        self.lock().by_trace.get(trace_id).cloned()
+        if let Some(v) = self.lock().by_trace.get(trace_id).cloned() {
+            return Some(v);
+        }
+        let db = self.readable()?;
+        match db.verdict(trace_id) {
+            Ok(v) => v.map(Arc::new),
+            Err(e) => {
+                read_failed(db, &e);
+                None
+            }
+        }
     }
 
-    /// Verdicts matching `q`, newest first.
+    /// Verdicts matching `q`, newest first: this process's, merged with the database's
+    /// (older ones, and with a shared database other replicas' ones).
     pub fn list(&self, q: &VerdictQuery) -> Vec<Arc<Verdict>> {
-        self.lock()
-            .order
-            .iter()
-            .rev()
-            .filter(|v| q.matches(v))
-            .take(q.limit)
-            .cloned()
-            .collect()
+        let (mine, oldest_in_memory) = {
+            let inner = self.lock();
+            let mine: Vec<Arc<Verdict>> = inner
+                .order
+                .iter()
+                .rev()
+                .filter(|v| q.matches(v))
+                .take(q.limit)
+                .cloned()
+                .collect();
+            (mine, inner.order.front().map(|v| v.analyzed_at_unix_nano))
+        };
+        let Some(db) = self.readable() else {
+            return mine;
+        };
+        let mut q = q.clone();
+        if !db.shared() {
+            // This process wrote everything the file holds since the oldest verdict in
+            // memory: ask the file only for what is older (before a restart, or evicted).
+            if mine.len() >= q.limit {
+                return mine;
+            }
+            if let Some(oldest) = oldest_in_memory {
+                q.until_unix_nano = Some(q.until_unix_nano.map_or(oldest, |u| u.min(oldest)));
+            }
+        }
+        match db.verdicts(&q) {
+            Ok(stored) => merge_newest_first(mine, stored, q.limit),
+            Err(e) => {
+                read_failed(db, &e);
+                mine
+            }
+        }
     }
 
-    /// The summary of one fingerprint group; `None` when unknown or forgotten.
+    /// The summary of one fingerprint group; `None` when unknown or forgotten. With a
+    /// shared database, the fleet's.
     pub fn fingerprint(&self, fingerprint_id: &str) -> Option<FingerprintSummary> {
+        if let Some(db) = self.readable().filter(|db| db.shared()) {
+            match db.group(fingerprint_id) {
+                Ok(Some(g)) => return Some(g),
+                Ok(None) => {}
+                Err(e) => read_failed(db, &e),
+            }
+        }
         self.lock().fingerprints.summary_of(fingerprint_id)
     }
 
-    /// Fingerprint groups, most frequent first.
+    /// Fingerprint groups, most frequent first. With a shared database, the fleet's.
     pub fn fingerprints(&self, service: Option<&str>, limit: usize) -> Vec<FingerprintSummary> {
+        if let Some(db) = self.readable().filter(|db| db.shared()) {
+            match db.groups(service, limit) {
+                Ok(g) => return g,
+                Err(e) => read_failed(db, &e),
+            }
+        }
         self.lock().fingerprints.summaries(service, limit)
     }
 
@@ -148,8 +288,37 @@ impl VerdictStore {
     }
 }
 
+/// A database read failed: the answer comes from memory; say so (at debug level: the
+/// writer already logs an unavailable database once per interval).
+fn read_failed(db: &dyn Backend, e: &BackendError) {
+    tracing::debug!(state = db.kind(), error = %e, "state read failed; answering from memory");
+}
+
+/// `mine` and `stored` (each newest first) as one list without repeats, newest first.
+fn merge_newest_first(
+    mine: Vec<Arc<Verdict>>,
+    stored: Vec<Verdict>,
+    limit: usize,
+) -> Vec<Arc<Verdict>> {
+    let mut seen: HashSet<(String, String)> = mine
+        .iter()
+        .map(|v| (v.trace_id.clone(), v.entry.span_id.clone()))
+        .collect();
+    let mut all = mine;
+    for v in stored {
+        if seen.insert((v.trace_id.clone(), v.entry.span_id.clone())) {
+            all.push(Arc::new(v));
+        }
+    }
+    // Stable: verdicts made at the same time keep memory's order.
+    all.sort_by_key(|v| std::cmp::Reverse(v.analyzed_at_unix_nano));
+    all.truncate(limit);
+    all
+}
+
+/// Verdicts for the store's tests (and its backends').
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::analysis::{analyze_trace, AnalysisConfig};
     use crate::model::{
@@ -157,7 +326,13 @@ mod tests {
     };
 
     /// A one-span failing request with a Python KeyError, for `tenant` in `release`.
-    fn failing(trace: u8, release: &str, tenant: &str, line: u32, at: u64) -> Vec<Verdict> {
+    pub(crate) fn failing(
+        trace: u8,
+        release: &str,
+        tenant: &str,
+        line: u32,
+        at: u64,
+    ) -> Vec<Verdict> {
         let resource = Arc::new(Resource {
             attributes: [("service.name", "orders"), ("service.version", release)]
                 .into_iter()
@@ -206,6 +381,13 @@ mod tests {
             at,
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::failing;
+    use super::*;
+    use crate::model::TraceId;
 
     #[test]
     fn retention_keeps_the_newest_traces() {

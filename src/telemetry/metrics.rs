@@ -221,6 +221,146 @@ impl ForwardMetrics {
     }
 }
 
+/// Labels `{reason}` of the state writer's families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateReasonLabels {
+    /// unavailable | rejected | corrupt | queue_full
+    pub reason: StateReason,
+}
+
+/// Why the state writer failed a write or gave up on verdicts.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StateReason {
+    /// The database could not be reached or answered with a transient error.
+    Unavailable,
+    /// The database refused the statement.
+    Rejected,
+    /// A row did not decode.
+    Corrupt,
+    /// The writer's queue (`--state-queue`) was full.
+    QueueFull,
+}
+
+impl StateReason {
+    fn from_name(name: &str) -> StateReason {
+        match name {
+            "unavailable" => StateReason::Unavailable,
+            "corrupt" => StateReason::Corrupt,
+            "queue_full" => StateReason::QueueFull,
+            _ => StateReason::Rejected,
+        }
+    }
+}
+
+/// The state writer's families (registered only with a state database).
+#[derive(Clone)]
+pub struct StateMetrics {
+    /// `faultline_state_verdicts_written_total`.
+    pub written: Counter,
+    /// `faultline_state_write_failures_total{reason}`: failed batch writes.
+    pub write_failures: Family<StateReasonLabels, Counter>,
+    /// `faultline_state_verdicts_dropped_total{reason}`: verdicts not written.
+    pub dropped: Family<StateReasonLabels, Counter>,
+    /// `faultline_state_write_queue_depth`.
+    pub queue_depth: Gauge,
+    /// `faultline_state_write_duration_seconds`: one committed batch.
+    pub write_seconds: Histogram,
+    /// `faultline_state_up`.
+    pub up: Gauge,
+}
+
+impl Default for StateMetrics {
+    fn default() -> Self {
+        StateMetrics {
+            written: Counter::default(),
+            write_failures: Family::default(),
+            dropped: Family::default(),
+            queue_depth: Gauge::default(),
+            // 0.5 ms .. ~8 s.
+            write_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0005, 4.0, 8),
+            ),
+            up: Gauge::default(),
+        }
+    }
+}
+
+impl StateMetrics {
+    fn register(&self, r: &mut Registry) {
+        // Every reason's series exists from the start at 0, so the first failure shows in
+        // `increase()`.
+        for reason in [
+            StateReason::Unavailable,
+            StateReason::Rejected,
+            StateReason::Corrupt,
+        ] {
+            let _ = self
+                .write_failures
+                .get_or_create(&StateReasonLabels { reason });
+        }
+        for reason in [StateReason::QueueFull, StateReason::Rejected] {
+            let _ = self.dropped.get_or_create(&StateReasonLabels { reason });
+        }
+        r.register(
+            names::STATE_VERDICTS_WRITTEN.name,
+            "Verdicts committed to the state database",
+            self.written.clone(),
+        );
+        r.register(
+            names::STATE_WRITE_FAILURES.name,
+            "Failed batch writes to the state database, by reason (retried)",
+            self.write_failures.clone(),
+        );
+        r.register(
+            names::STATE_VERDICTS_DROPPED.name,
+            "Verdicts never written to the state database (kept in memory), by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            names::STATE_WRITE_QUEUE_DEPTH.name,
+            "Verdicts waiting for the state writer (--state-queue bounds it)",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            names::STATE_WRITE_DURATION_SECONDS.name,
+            "Time to commit one batch of verdicts to the state database",
+            self.write_seconds.clone(),
+        );
+        r.register(
+            names::STATE_UP.name,
+            "1 when the state database accepted the last write, else 0",
+            self.up.clone(),
+        );
+    }
+}
+
+impl crate::store::writer::StateObserver for StateMetrics {
+    fn written(&self, n: usize, seconds: f64) {
+        self.written.inc_by(n as u64);
+        self.write_seconds.observe(seconds);
+    }
+    fn write_failed(&self, reason: &'static str) {
+        self.write_failures
+            .get_or_create(&StateReasonLabels {
+                reason: StateReason::from_name(reason),
+            })
+            .inc();
+    }
+    fn dropped(&self, reason: &'static str, n: usize) {
+        self.dropped
+            .get_or_create(&StateReasonLabels {
+                reason: StateReason::from_name(reason),
+            })
+            .inc_by(n as u64);
+    }
+    fn queue_depth(&self, n: usize) {
+        self.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    fn up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+}
+
 /// All metric handles. Cheap to clone (every handle is an `Arc` inside).
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -263,6 +403,13 @@ pub struct Metrics {
     pub forward: ForwardMetrics,
     /// True when `forward` is registered.
     pub forwarding: bool,
+    /// The state writer's families (registered only with a state database).
+    pub state: StateMetrics,
+    /// True when `state` is registered.
+    pub stateful: bool,
+    /// `faultline_resent_traces_total`: traces whose spans arrived again after their
+    /// verdict was made (an exporter's retry); the first verdict stands, counted once.
+    pub resent_traces: Counter,
     /// `faultline_tls_handshake_failures_total{listener}`: TLS connections that failed or
     /// timed out before the handshake completed (plain-text clients, unknown CAs, missing
     /// client certificates).
@@ -355,6 +502,14 @@ impl Metrics {
         if self.forwarding {
             self.forward.register(&mut r);
         }
+        if self.stateful {
+            self.state.register(&mut r);
+        }
+        r.register(
+            names::RESENT_TRACES.name,
+            "Traces whose spans arrived again after their verdict; not analysed twice",
+            self.resent_traces.clone(),
+        );
         r.register(
             names::TLS_HANDSHAKE_FAILURES.name,
             "TLS connections that failed or timed out in the handshake, by listener",
@@ -415,5 +570,11 @@ label_values! {
     }
     ListenerName { OtlpGrpc => "otlp_grpc", OtlpHttp => "otlp_http", Http => "http" }
     ExportResult { Ok => "ok", Failed => "failed" }
+    StateReason {
+        Unavailable => "unavailable",
+        Rejected => "rejected",
+        Corrupt => "corrupt",
+        QueueFull => "queue_full",
+    }
     ReloadResult { Ok => "ok", Error => "error" }
 }

@@ -95,6 +95,20 @@ metric_names! {
     FORWARD_RECOVERED_SPANS: "forward_recovered_spans" + "_total" => "faultline.forward.recovered_spans";
     /// `faultline_forward_queue_disk_errors_total` (OTLP `faultline.forward.queue_disk_errors`).
     FORWARD_QUEUE_DISK_ERRORS: "forward_queue_disk_errors" + "_total" => "faultline.forward.queue_disk_errors";
+    /// `faultline_state_verdicts_written_total` (OTLP `faultline.state.verdicts_written`).
+    STATE_VERDICTS_WRITTEN: "state_verdicts_written" + "_total" => "faultline.state.verdicts_written";
+    /// `faultline_state_write_failures_total` (OTLP `faultline.state.write_failures`).
+    STATE_WRITE_FAILURES: "state_write_failures" + "_total" => "faultline.state.write_failures";
+    /// `faultline_state_verdicts_dropped_total` (OTLP `faultline.state.verdicts_dropped`).
+    STATE_VERDICTS_DROPPED: "state_verdicts_dropped" + "_total" => "faultline.state.verdicts_dropped";
+    /// `faultline_state_write_queue_depth` (OTLP `faultline.state.write_queue_depth`).
+    STATE_WRITE_QUEUE_DEPTH: "state_write_queue_depth" => "faultline.state.write_queue_depth";
+    /// `faultline_state_write_duration_seconds` (OTLP `faultline.state.write_duration_seconds`).
+    STATE_WRITE_DURATION_SECONDS: "state_write_duration_seconds" => "faultline.state.write_duration_seconds";
+    /// `faultline_state_up` (OTLP `faultline.state.up`).
+    STATE_UP: "state_up" => "faultline.state.up";
+    /// `faultline_resent_traces_total` (OTLP `faultline.resent_traces`).
+    RESENT_TRACES: "resent_traces" + "_total" => "faultline.resent_traces";
     /// `faultline_forward_queue_wait_seconds` (OTLP `faultline.forward.queue_wait_seconds`).
     FORWARD_QUEUE_WAIT_SECONDS: "forward_queue_wait_seconds" => "faultline.forward.queue_wait_seconds";
 }

@@ -49,6 +49,7 @@ async fn run_serves_the_listeners_it_is_given_and_flushes_the_buffer_on_shutdown
         trace_idle: Some("1h".into()),
         trace_max_age: Some("2h".into()),
         shutdown_timeout: Some("10s".into()),
+        state: Some("memory".into()),
         ..Default::default()
     })
     .unwrap();

@@ -23,4 +23,5 @@ mod pushback;
 mod scenarios;
 mod security;
 mod shutdown;
+mod state;
 mod zoo;

@@ -15,6 +15,8 @@ pub struct Faultline {
     pub otlp_http: SocketAddr,
     pub api: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// The default state file's directory (`FAULTLINE_STATE`), removed with the process.
+    _state_dir: tempfile::TempDir,
 }
 
 fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
@@ -28,8 +30,10 @@ fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
 }
 
 impl Faultline {
-    /// Starts the binary with ephemeral ports plus `args`; waits until it listens.
+    /// Starts the binary with ephemeral ports plus `args`; waits until it listens. Its
+    /// state is a SQLite file of its own (`FAULTLINE_STATE`; a `--state` in `args` wins).
     pub fn start(args: &[&str]) -> Faultline {
+        let state_dir = tempfile::tempdir().expect("state dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args([
                 "--otlp-grpc-listen",
@@ -41,6 +45,7 @@ impl Faultline {
             ])
             .args(args)
             .env("FAULTLINE_LOG_LEVEL", "info")
+            .env("FAULTLINE_STATE", state_dir.path().join("state.db"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -76,6 +81,7 @@ impl Faultline {
             otlp_http: otlp_http.unwrap(),
             api: api.unwrap(),
             log,
+            _state_dir: state_dir,
         }
     }
 

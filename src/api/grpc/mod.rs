@@ -99,6 +99,7 @@ fn list_query(r: proto::ListVerdictsRequest, now: SystemTime) -> Result<VerdictQ
     Ok(VerdictQuery {
         service: nonempty(r.service),
         route: nonempty(r.route),
+        origin_service: nonempty(r.origin_service),
         classification: classification_filter(r.classification)?,
         fingerprint: nonempty(r.fingerprint),
         since_unix_nano: since,
@@ -151,7 +152,11 @@ impl Verdicts for VerdictGrpcService {
             ))
             .into());
         }
-        match self.store.get(&trace_id) {
+        let found = {
+            let id = trace_id.clone();
+            crate::api::read_store(&self.store, move |s| s.get(&id)).await
+        };
+        match found {
             Some(v) => Ok(Response::new(proto::Verdict::from(&*v))),
             None => Err(ApiError::NotFound(format!(
                 "no verdict for trace {trace_id} (healthy, not analysed yet, or unknown)"
@@ -165,9 +170,8 @@ impl Verdicts for VerdictGrpcService {
         request: Request<proto::ListVerdictsRequest>,
     ) -> Result<Response<proto::ListVerdictsResponse>, Status> {
         let q = list_query(request.into_inner(), SystemTime::now())?;
-        let verdicts = self
-            .store
-            .list(&q)
+        let verdicts = crate::api::read_store(&self.store, move |s| s.list(&q))
+            .await
             .iter()
             .map(|v| proto::Verdict::from(&**v))
             .collect();
