@@ -46,7 +46,7 @@ const OTEL_PREFIX: &str = "faultline.";
 /// Sub-namespaces of faultline's metrics: `faultline_<ns>_<rest>` becomes
 /// `faultline.<ns>.<rest>`. `receiver` follows the OpenTelemetry Collector's own
 /// `otelcol_receiver_accepted_spans` → `otelcol.receiver.accepted_spans`.
-pub const NAMESPACES: [&str; 4] = ["receiver", "otlp_metrics", "watch", "forward"];
+pub const NAMESPACES: [&str; 5] = ["receiver", "otlp_metrics", "watch", "forward", "state"];
 
 /// The OTel name of a family exposed on `/metrics` as `prometheus_name`: `_total` is
 /// dropped (OTel counters carry no suffix; the Prometheus exporter adds it back),
@@ -449,6 +449,7 @@ mod tests {
         // The registry leaves out families without a series: give each one.
         let metrics = Metrics {
             forwarding: true,
+            stateful: true,
             ..Metrics::default()
         };
         let timeout = ForwardReasonLabels { reason: "timeout" };
