@@ -158,3 +158,30 @@ fn with_no_state_flag_the_state_is_a_file_under_the_working_directory() {
     assert!(f.log().contains("memory only"), "{}", f.log());
     assert!(!f.metrics().contains("faultline_state_up"));
 }
+
+#[test]
+fn a_trace_sent_again_after_the_late_span_window_keeps_one_verdict() {
+    let f = Faultline::start(&["--trace-idle", "100ms", "--late-span-window", "200ms"]);
+    let (request, id) = failing_trace(77, "/orders/{order_id}");
+    f.export_grpc(vec![request.clone()]);
+    f.wait_metric("faultline_verdicts_total", 1.0, Duration::from_secs(20));
+    // Past the late-span window the buffer has forgotten the trace: an exporter's retry
+    // of the same batch assembles it again.
+    std::thread::sleep(Duration::from_millis(600));
+    f.export_grpc(vec![request]);
+    f.wait_metric("faultline_resent_traces_total", 1.0, Duration::from_secs(20));
+    assert_eq!(f.metric("faultline_verdicts_total"), 1.0);
+    let (_, groups) = json(&f, "/api/v1/fingerprints");
+    let g = &groups["fingerprints"][0];
+    assert_eq!(g["count"], 1, "{groups}");
+    assert_eq!(g["example_trace_ids"], serde_json::json!([id]));
+    let (_, listed) = json(&f, "/api/v1/verdicts?limit=10");
+    assert_eq!(listed["verdicts"].as_array().unwrap().len(), 1);
+    let errors: f64 = f
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("faultline_fingerprint_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(errors, 1.0, "the fingerprint's counter counts the trace once");
+}
