@@ -2,7 +2,9 @@
 //! `helm-python-sdk`), every rendered manifest validated against the Kubernetes 1.33
 //! schemas (`kubernetes-validate`, strict; the ServiceMonitor CRD excepted), bad values
 //! refused, and the rendered config file accepted by `faultline check-config`, so the chart
-//! cannot ship a configuration the binary refuses.
+//! cannot ship a configuration the binary refuses. The state database's three shapes are
+//! rendered: SQLite on a claim per replica (the default), SQLite on an emptyDir, and
+//! PostgreSQL from a Secret for several replicas (docs/fleet.md).
 //!
 //! One Python run does all the Helm work (lint, renders, refusals, package) and the tests
 //! below share its answer.
@@ -112,7 +114,81 @@ fn refusals() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "template",
             "probes",
         ),
+        // Each replica would keep its own SQLite file: only PostgreSQL spans a fleet. The
+        // message names both values to change.
+        (
+            "several-replicas-on-sqlite",
+            json!({"replicaCount": 2}),
+            "schema",
+            "/state/postgres/existingSecret",
+        ),
+        (
+            "several-replicas-on-sqlite-names-the-count",
+            json!({"replicaCount": 3, "state": {"persistence": {"enabled": false}}}),
+            "schema",
+            "/replicaCount",
+        ),
+        (
+            "state-location-in-config",
+            json!({"config": {"state": "memory"}}),
+            "schema",
+            "'state'",
+        ),
+        (
+            "postgres-ca-without-postgres",
+            json!({"state": {"postgres": {"caConfigMap": "pg-ca"}}}),
+            "template",
+            "state.postgres.existingSecret",
+        ),
+        (
+            "postgres-ca-from-two-places",
+            json!({"state": {"postgres": {"existingSecret": "pg", "caConfigMap": "pg-ca",
+                                          "caSecret": "pg-ca"}}}),
+            "template",
+            "not both",
+        ),
     ]
+}
+
+/// Renders beyond the defaults and the everything-on file: (case, values).
+fn extra_renders() -> Vec<(&'static str, Value)> {
+    vec![
+        ("config-changed", json!({"config": {"trace-idle": "5s"}})),
+        (
+            "tls-on-api",
+            json!({"tls": {"existingSecret": "s", "listeners": {"api": true}}}),
+        ),
+        (
+            "sqlite-ephemeral",
+            json!({"state": {"persistence": {"enabled": false}}}),
+        ),
+        (
+            "sqlite-on-a-sized-claim",
+            json!({"state": {"persistence": {"size": "20Gi", "storageClassName": "fast-ssd",
+                                             "accessModes": ["ReadWriteOncePod"]}}}),
+        ),
+        (
+            "postgres",
+            json!({"replicaCount": 3,
+                   "state": {"postgres": {"existingSecret": "faultline-db", "secretKey": "dsn",
+                                          "caSecret": "faultline-db-ca", "caKey": "root.pem"}}}),
+        ),
+        (
+            "sqlite-and-disk-queue",
+            json!({"forward": {"endpoint": "http://collector:4317",
+                               "queue": {"persistence": {"enabled": true,
+                                   "retentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"}}}},
+                   "state": {"persistence": {
+                       "retentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"}}}}),
+        ),
+    ]
+}
+
+/// Every render: the defaults, the everything-on file and [`extra_renders`].
+fn all_renders() -> Vec<&'static str> {
+    let mut cases = vec!["default", "everything"];
+    cases.extend(extra_renders().into_iter().map(|(case, _)| case));
+    cases
 }
 
 /// The answer of tests/blackbox/py/helm_chart.py, run once per test binary.
@@ -125,6 +201,12 @@ fn helm() -> &'static Value {
             .into_iter()
             .map(|(name, values, _, _)| (name.to_string(), json!({ "values": values })))
             .collect();
+        let mut renders = serde_json::Map::new();
+        renders.insert("default".into(), json!({}));
+        renders.insert("everything".into(), json!({ "values_file": everything }));
+        for (case, values) in extra_renders() {
+            renders.insert(case.into(), json!({ "values": values }));
+        }
         let request = json!({
             "chart": chart_dir(),
             "kube_version": KUBE_VERSION,
@@ -133,13 +215,7 @@ fn helm() -> &'static Value {
                 "default": {},
                 "everything": {"values_file": everything},
             },
-            "renders": {
-                "default": {},
-                "everything": {"values_file": everything},
-                "config-changed": {"values": {"config": {"trace-idle": "5s"}}},
-                "tls-on-api": {"values": {"tls": {"existingSecret": "s",
-                                                  "listeners": {"api": true}}}},
-            },
+            "renders": renders,
             "refuse": refuse,
             "hash_files": shipped_dashboards(),
         });
@@ -213,6 +289,40 @@ fn workload(case: &str) -> &'static Value {
     find(case, kind, Some("faultline"))
 }
 
+fn pod(case: &str) -> &'static Value {
+    &workload(case)["spec"]["template"]["spec"]
+}
+
+/// The pod volume named `name`, if any.
+fn volume(case: &str, name: &str) -> Option<&'static Value> {
+    pod(case)["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == name)
+}
+
+/// The container's mount of volume `name`, if any.
+fn mount(case: &str, name: &str) -> Option<&'static Value> {
+    container(case)["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == name)
+}
+
+/// The StatefulSet's claim templates by name (none for a Deployment).
+fn claims(case: &str) -> Vec<&'static str> {
+    workload(case)["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|t| t["metadata"]["name"].as_str().expect("claim name"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn container(case: &str) -> &'static Value {
     let containers = &workload(case)["spec"]["template"]["spec"]["containers"];
     assert_eq!(containers.as_array().expect("containers").len(), 1);
@@ -243,7 +353,7 @@ fn the_chart_passes_helm_lint_strict() {
 
 #[test]
 fn every_rendered_manifest_validates_against_the_kubernetes_schemas() {
-    for case in ["default", "everything", "tls-on-api"] {
+    for case in all_renders() {
         let validation = render(case)["validation"].as_array().expect("validation");
         assert!(!validation.is_empty());
         for entry in validation {
@@ -259,9 +369,10 @@ fn every_rendered_manifest_validates_against_the_kubernetes_schemas() {
 }
 
 #[test]
-fn defaults_render_a_hardened_deployment_with_probes_and_a_grace_period() {
+fn defaults_render_a_hardened_statefulset_with_probes_and_a_grace_period() {
+    // The default SQLite state lives on a claim per replica, so the default is a StatefulSet.
     let kinds = kinds("default");
-    assert!(kinds.contains(&"Deployment") && !kinds.contains(&"StatefulSet"));
+    assert!(kinds.contains(&"StatefulSet") && !kinds.contains(&"Deployment"));
     for optional in [
         "ServiceMonitor",
         "PodDisruptionBudget",
@@ -270,8 +381,8 @@ fn defaults_render_a_hardened_deployment_with_probes_and_a_grace_period() {
     ] {
         assert!(!kinds.contains(&optional), "{optional} rendered by default");
     }
-    for case in ["default", "everything"] {
-        let pod = &workload(case)["spec"]["template"]["spec"];
+    for case in ["default", "everything", "postgres"] {
+        let pod = pod(case);
         let c = container(case);
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{case}");
         assert!(pod["securityContext"]["runAsUser"].as_u64() > Some(0));
@@ -282,7 +393,8 @@ fn defaults_render_a_hardened_deployment_with_probes_and_a_grace_period() {
         assert_eq!(sc["runAsNonRoot"], true, "{case}");
         assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{case}");
         assert!(sc["capabilities"]["add"].is_null() && sc["privileged"].is_null());
-        // The only writable volume is the forward queue's PVC.
+        // The only writable volumes are the claims (the SQLite state, the forward queue),
+        // which are not pod volumes.
         for volume in pod["volumes"].as_array().expect("volumes") {
             assert!(
                 volume["configMap"].is_object() || volume["secret"].is_object(),
@@ -423,6 +535,174 @@ fn the_disk_queue_makes_a_statefulset_with_a_claim_mounted_where_the_config_poin
     }
 }
 
+/// The `state` key of the rendered config, as a path.
+fn state_file(case: &str) -> PathBuf {
+    PathBuf::from(
+        toml_value(case, "state")
+            .unwrap_or_else(|| panic!("{case}: no state in the config"))
+            .as_str()
+            .expect("state is a string"),
+    )
+}
+
+/// The env var `name` of the container, if set.
+fn env(case: &str, name: &str) -> Option<&'static Value> {
+    container(case)["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+#[test]
+fn the_default_sqlite_state_is_on_a_claim_per_replica_mounted_where_the_config_points() {
+    let set = workload("default");
+    assert_eq!(set["kind"], "StatefulSet");
+    assert_eq!(set["spec"]["replicas"], 1);
+    assert_eq!(set["spec"]["serviceName"], "faultline-headless");
+    find("default", "Service", Some("faultline-headless"));
+    assert_eq!(claims("default"), ["state"]);
+    let claim = &set["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"], "1Gi");
+    assert_eq!(claim["accessModes"], json!(["ReadWriteOnce"]));
+    assert!(
+        claim["storageClassName"].is_null(),
+        "the cluster's default class"
+    );
+    assert_eq!(
+        set["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+        "Retain"
+    );
+    // The file is on the claim, which is writable.
+    let file = state_file("default");
+    assert_eq!(file, Path::new("/var/lib/faultline/state.db"));
+    let m = mount("default", "state").expect("the state claim is mounted");
+    assert_eq!(m["mountPath"].as_str().map(Path::new), file.parent());
+    assert!(m["readOnly"].is_null() || m["readOnly"] == false);
+    assert!(
+        volume("default", "state").is_none(),
+        "a claim, not a pod volume"
+    );
+    // SQLite's temporary files go beside the database, off the read-only root.
+    assert_eq!(
+        env("default", "SQLITE_TMPDIR").map(|e| &e["value"]),
+        Some(&json!("/var/lib/faultline"))
+    );
+    for key in ["state-url-file", "state-tls-ca-file"] {
+        assert!(toml_value("default", key).is_none(), "{key}");
+    }
+    let notes = render("default")["notes"].as_str().unwrap();
+    assert!(
+        notes.contains("SQLite at /var/lib/faultline/state.db"),
+        "{notes}"
+    );
+
+    let sized = workload("sqlite-on-a-sized-claim");
+    let claim = &sized["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"], "20Gi");
+    assert_eq!(claim["storageClassName"], "fast-ssd");
+    assert_eq!(claim["accessModes"], json!(["ReadWriteOncePod"]));
+}
+
+#[test]
+fn sqlite_without_persistence_keeps_its_file_on_an_empty_dir_for_the_pods_life() {
+    let case = "sqlite-ephemeral";
+    assert_eq!(workload(case)["kind"], "Deployment");
+    assert!(!kinds(case).contains(&"StatefulSet"));
+    let file = state_file(case);
+    assert_eq!(file, Path::new("/var/lib/faultline/state.db"));
+    let v = volume(case, "state").expect("a state volume");
+    assert_eq!(v["emptyDir"], json!({}));
+    let m = mount(case, "state").expect("mounted");
+    assert_eq!(m["mountPath"].as_str().map(Path::new), file.parent());
+    // No other writable volume.
+    for v in pod(case)["volumes"].as_array().unwrap() {
+        assert!(
+            v["name"] == "state" || v["configMap"].is_object() || v["secret"].is_object(),
+            "unexpected writable volume {v}"
+        );
+    }
+    let notes = render(case)["notes"].as_str().unwrap();
+    assert!(notes.contains("emptyDir"), "{notes}");
+}
+
+#[test]
+fn postgres_state_comes_from_the_mounted_secret_and_runs_several_replicas() {
+    let case = "postgres";
+    let deployment = workload(case);
+    assert_eq!(
+        deployment["kind"], "Deployment",
+        "nothing on disk follows a pod"
+    );
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert!(!kinds(case).contains(&"StatefulSet"));
+    // The URL (with its password) stays in the Secret: the config names the mounted file.
+    assert!(
+        toml_value(case, "state").is_none(),
+        "state-url-file takes its place"
+    );
+    let url_file = toml_value(case, "state-url-file").expect("state-url-file");
+    let url_file = Path::new(url_file.as_str().unwrap());
+    assert_eq!(
+        url_file.file_name().unwrap(),
+        "dsn",
+        "state.postgres.secretKey"
+    );
+    let v = volume(case, "state-url").expect("the URL Secret's volume");
+    assert_eq!(v["secret"]["secretName"], "faultline-db");
+    let m = mount(case, "state-url").expect("mounted");
+    assert_eq!(m["readOnly"], true);
+    assert!(
+        m["subPath"].is_null(),
+        "a rotated Secret must reach the pod"
+    );
+    assert_eq!(m["mountPath"].as_str().map(Path::new), url_file.parent());
+    // The server's CA, from a Secret here (a ConfigMap in the everything-on file).
+    let ca_file = toml_value(case, "state-tls-ca-file").expect("state-tls-ca-file");
+    let ca_file = Path::new(ca_file.as_str().unwrap());
+    assert_eq!(ca_file.file_name().unwrap(), "root.pem");
+    let v = volume(case, "state-ca").expect("the CA's volume");
+    assert_eq!(v["secret"]["secretName"], "faultline-db-ca");
+    let m = mount(case, "state-ca").expect("mounted");
+    assert_eq!(m["mountPath"].as_str().map(Path::new), ca_file.parent());
+    assert_eq!(m["readOnly"], true);
+    // No SQLite: no state volume, no SQLite temporary directory.
+    assert!(volume(case, "state").is_none() && mount(case, "state").is_none());
+    assert!(env(case, "SQLITE_TMPDIR").is_none());
+    let notes = render(case)["notes"].as_str().unwrap();
+    assert!(
+        notes.contains("PostgreSQL") && notes.contains("faultline-db"),
+        "{notes}"
+    );
+    // The everything-on file: three replicas on PostgreSQL, the CA from a ConfigMap, and
+    // the disk queue's claim its only claim.
+    assert_eq!(workload("everything")["spec"]["replicas"], 3);
+    assert_eq!(
+        volume("everything", "state-ca").unwrap()["configMap"]["name"],
+        "faultline-state-ca"
+    );
+    assert_eq!(claims("everything"), ["queue"]);
+}
+
+#[test]
+fn the_state_claim_and_the_disk_queue_share_one_statefulset_and_retain_wins() {
+    let case = "sqlite-and-disk-queue";
+    let set = workload(case);
+    assert_eq!(set["kind"], "StatefulSet");
+    assert_eq!(claims(case), ["state", "queue"]);
+    let state = mount(case, "state").unwrap()["mountPath"].as_str().unwrap();
+    let queue = mount(case, "queue").unwrap()["mountPath"].as_str().unwrap();
+    assert_eq!(Some(Path::new(state)), state_file(case).parent());
+    assert_eq!(
+        toml_value(case, "forward-queue-dir").and_then(|v| v.as_str().map(String::from)),
+        Some(queue.to_string())
+    );
+    assert_ne!(state, queue);
+    // One policy for both claims: a claim asked to be retained is retained.
+    let policy = &set["spec"]["persistentVolumeClaimRetentionPolicy"];
+    assert_eq!(policy["whenDeleted"], "Retain", "the queue asks Retain");
+    assert_eq!(policy["whenScaled"], "Delete", "both ask Delete");
+}
+
 #[test]
 fn secrets_are_mounted_from_existing_secrets_and_never_rendered() {
     let kinds = kinds("everything");
@@ -434,6 +714,14 @@ fn secrets_are_mounted_from_existing_secrets_and_never_rendered() {
     let mounts = container("everything")["volumeMounts"].as_array().unwrap();
     let mut secret_mounts = 0;
     for volume in pod["volumes"].as_array().unwrap() {
+        // Config maps (the CA bundle of the state database) are mounted read-only too.
+        if let Some(map) = volume["configMap"]["name"].as_str() {
+            let mount = mounts
+                .iter()
+                .find(|m| m["name"] == volume["name"])
+                .unwrap_or_else(|| panic!("{map} not mounted"));
+            assert_eq!(mount["readOnly"], true, "{map}");
+        }
         let Some(secret) = volume["secret"]["secretName"].as_str() else {
             continue;
         };
@@ -446,7 +734,10 @@ fn secrets_are_mounted_from_existing_secrets_and_never_rendered() {
         // A subPath mount would never see a rotated Secret.
         assert!(mount["subPath"].is_null());
     }
-    assert_eq!(secret_mounts, 4, "tls, auth, api-auth, forward-tls");
+    assert_eq!(
+        secret_mounts, 5,
+        "tls, auth, api-auth, forward-tls, state-url"
+    );
     // The config names the mounted files, under the secret mounts, and nothing else.
     let mount_paths: Vec<&str> = mounts
         .iter()
@@ -462,6 +753,8 @@ fn secrets_are_mounted_from_existing_secrets_and_never_rendered() {
         "forward-tls-ca-file",
         "forward-tls-cert-file",
         "forward-tls-key-file",
+        "state-url-file",
+        "state-tls-ca-file",
     ] {
         let path = toml_value("everything", key).unwrap_or_else(|| panic!("{key} not set"));
         let path = path.as_str().unwrap();
@@ -563,14 +856,12 @@ fn check_rendered_config(case: &str) -> (Option<i32>, String) {
 
 #[test]
 fn the_binary_accepts_the_config_the_chart_renders() {
-    for case in ["default", "config-changed"] {
+    // The everything-on file also names the forwarder, TLS, token and state files (only
+    // their paths: the files are read at start-up, not by check-config).
+    for case in all_renders() {
         let (code, output) = check_rendered_config(case);
         assert_eq!(code, Some(0), "{case}: {output}\n{}", config_file(case));
     }
-    // The everything-on file also names the forwarder, TLS and token options (only their
-    // paths: the files are read at start-up, not by check-config).
-    let (code, output) = check_rendered_config("everything");
-    assert_eq!(code, Some(0), "{output}\n{}", config_file("everything"));
 }
 
 #[test]
@@ -633,7 +924,8 @@ fn the_schema_config_keys_and_the_binary_flags_stay_in_step() {
         );
     }
     // ...and every option of the binary is reachable from the chart: under `config`, or
-    // through the values that render it (ports, shutdownTimeoutSeconds, forward, tls, auth).
+    // through the values that render it (ports, shutdownTimeoutSeconds, forward, tls, auth,
+    // state).
     let rendered_from_other_values = |flag: &str| {
         matches!(
             flag,
@@ -642,6 +934,8 @@ fn the_schema_config_keys_and_the_binary_flags_stay_in_step() {
                 | "otlp-http-listen"
                 | "http-listen"
                 | "shutdown-timeout"
+                | "state"
+                | "state-url-file"
                 | "help"
                 | "version"
         ) || flag.starts_with("forward-")

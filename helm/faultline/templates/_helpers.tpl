@@ -64,10 +64,43 @@ app.kubernetes.io/part-of: faultline
 {{- end }}
 
 {{/*
-"true" when the forwarder's on-disk queue is on: the workload is then a StatefulSet.
+"true" when the state database is the embedded SQLite file (no PostgreSQL Secret given).
+*/}}
+{{- define "faultline.sqliteState" -}}
+{{- if not .Values.state.postgres.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when each replica gets a PersistentVolumeClaim for its SQLite file.
+*/}}
+{{- define "faultline.stateClaim" -}}
+{{- if and (include "faultline.sqliteState" .) .Values.state.persistence.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when a replica owns a volume that must follow it (the SQLite file on a claim, or
+the forwarder's on-disk queue): the workload is then a StatefulSet, else a Deployment.
 */}}
 {{- define "faultline.persistent" -}}
-{{- if .Values.forward.queue.persistence.enabled }}true{{ end }}
+{{- if or (include "faultline.stateClaim" .) .Values.forward.queue.persistence.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The StatefulSet's claim retention: one policy covers every claim, so Retain wins when
+the state and forward-queue claims ask for different ones.
+Arguments: dict "root" $ "field" "whenDeleted"|"whenScaled".
+*/}}
+{{- define "faultline.claimRetention" -}}
+{{- $field := .field }}
+{{- $root := .root }}
+{{- $policies := list }}
+{{- if include "faultline.stateClaim" $root }}
+{{- $policies = append $policies (index $root.Values.state.persistence.retentionPolicy $field) }}
+{{- end }}
+{{- if $root.Values.forward.queue.persistence.enabled }}
+{{- $policies = append $policies (index $root.Values.forward.queue.persistence.retentionPolicy $field) }}
+{{- end }}
+{{- ternary "Retain" "Delete" (has "Retain" $policies) }}
 {{- end }}
 
 {{/*
@@ -93,6 +126,11 @@ shutdownTimeoutSeconds of that to analyse what is buffered and flush, plus time 
 {{- define "faultline.forwardTlsDir" -}}/etc/faultline/forward-tls{{- end }}
 {{- define "faultline.authDir" -}}/etc/faultline/auth{{- end }}
 {{- define "faultline.apiAuthDir" -}}/etc/faultline/api-auth{{- end }}
+{{- define "faultline.stateUrlDir" -}}/etc/faultline/state-url{{- end }}
+{{- define "faultline.stateCaDir" -}}/etc/faultline/state-ca{{- end }}
+{{/* The SQLite state's directory (a claim or an emptyDir), and its file. */}}
+{{- define "faultline.stateDir" -}}/var/lib/faultline{{- end }}
+{{- define "faultline.stateFile" -}}{{ include "faultline.stateDir" . }}/state.db{{- end }}
 
 {{/*
 Checks of combinations the schema cannot express; rendered (empty) by the config map.
@@ -112,6 +150,13 @@ Checks of combinations the schema cannot express; rendered (empty) by the config
 {{- end }}
 {{- if and (or $f.caKey $f.certKey) (not $f.existingSecret) }}
 {{- fail "forward.tls.caKey/certKey need forward.tls.existingSecret" }}
+{{- end }}
+{{- $pg := .Values.state.postgres }}
+{{- if and $pg.caConfigMap $pg.caSecret }}
+{{- fail "state.postgres.caConfigMap and state.postgres.caSecret: give the PostgreSQL CA bundle in one of them, not both" }}
+{{- end }}
+{{- if and (or $pg.caConfigMap $pg.caSecret) (not $pg.existingSecret) }}
+{{- fail "state.postgres.caConfigMap/caSecret need state.postgres.existingSecret: the CA verifies the PostgreSQL server, and without its URL the state is the SQLite file" }}
 {{- end }}
 {{- end }}
 
@@ -154,6 +199,15 @@ auth-token-file = {{ printf "%s/%s" (include "faultline.authDir" $) $.Values.aut
 {{- end }}
 {{- with .Values.auth.api.existingSecret }}
 api-auth-token-file = {{ printf "%s/%s" (include "faultline.apiAuthDir" $) $.Values.auth.api.key | toJson }}
+{{- end }}
+{{- $pg := .Values.state.postgres }}
+{{- if $pg.existingSecret }}
+state-url-file = {{ printf "%s/%s" (include "faultline.stateUrlDir" .) $pg.secretKey | toJson }}
+{{- if or $pg.caConfigMap $pg.caSecret }}
+state-tls-ca-file = {{ printf "%s/%s" (include "faultline.stateCaDir" .) $pg.caKey | toJson }}
+{{- end }}
+{{- else }}
+state = {{ include "faultline.stateFile" . | toJson }}
 {{- end }}
 {{- $f := .Values.forward }}
 {{- if $f.endpoint }}
@@ -199,4 +253,27 @@ forward-queue-size = {{ toJson . }}
 forward-queue-dir = {{ toJson $f.queue.persistence.mountPath }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+One entry of the StatefulSet's volumeClaimTemplates.
+Arguments: dict "root" $ "name" claim-name "persistence" its values (accessModes, size, storageClassName).
+*/}}
+{{- define "faultline.claimTemplate" -}}
+{{- $p := .persistence -}}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata:
+    name: {{ .name }}
+    labels:
+      {{- include "faultline.selectorLabels" .root | nindent 6 }}
+  spec:
+    accessModes:
+      {{- toYaml $p.accessModes | nindent 6 }}
+    {{- with $p.storageClassName }}
+    storageClassName: {{ . | quote }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ $p.size | quote }}
 {{- end }}

@@ -40,9 +40,17 @@ spec:
         {{- range .Values.command.extraArgs }}
         - {{ . | quote }}
         {{- end }}
-      {{- with .Values.extraEnvs }}
+      {{- if or (include "faultline.sqliteState" .) .Values.extraEnvs }}
       env:
+        {{- if include "faultline.sqliteState" . }}
+        {{- /* SQLite's temporary files (large sorts, statement journals) go beside the
+        database: the root filesystem is read-only. */}}
+        - name: SQLITE_TMPDIR
+          value: {{ include "faultline.stateDir" . }}
+        {{- end }}
+        {{- with .Values.extraEnvs }}
         {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- end }}
       {{- with .Values.extraEnvsFrom }}
       envFrom:
@@ -98,7 +106,20 @@ spec:
           mountPath: {{ include "faultline.forwardTlsDir" . }}
           readOnly: true
         {{- end }}
-        {{- if include "faultline.persistent" . }}
+        {{- if include "faultline.sqliteState" . }}
+        - name: state
+          mountPath: {{ include "faultline.stateDir" . }}
+        {{- else }}
+        - name: state-url
+          mountPath: {{ include "faultline.stateUrlDir" . }}
+          readOnly: true
+        {{- if or .Values.state.postgres.caConfigMap .Values.state.postgres.caSecret }}
+        - name: state-ca
+          mountPath: {{ include "faultline.stateCaDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- end }}
+        {{- if .Values.forward.queue.persistence.enabled }}
         - name: queue
           mountPath: {{ .Values.forward.queue.persistence.mountPath }}
         {{- end }}
@@ -133,6 +154,28 @@ spec:
       secret:
         secretName: {{ .Values.forward.tls.existingSecret }}
         defaultMode: 0440
+    {{- end }}
+    {{- $pg := .Values.state.postgres }}
+    {{- if $pg.existingSecret }}
+    - name: state-url
+      secret:
+        secretName: {{ $pg.existingSecret }}
+        defaultMode: 0440
+    {{- with $pg.caConfigMap }}
+    - name: state-ca
+      configMap:
+        name: {{ . }}
+    {{- end }}
+    {{- with $pg.caSecret }}
+    - name: state-ca
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- else if not .Values.state.persistence.enabled }}
+    {{- /* SQLite without a claim: the file lasts as long as the pod. */}}
+    - name: state
+      emptyDir: {}
     {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
