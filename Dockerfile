@@ -14,15 +14,21 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
+COPY migrations ./migrations
 COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin faultline \
-    && install -D -m 0755 target/release/faultline /out/faultline
+    && install -D -m 0755 target/release/faultline /out/faultline \
+    && mkdir -p /out/state
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/faultline /usr/local/bin/faultline
 COPY docker/faultline.toml /etc/faultline/faultline.toml
+# The SQLite state (docker/faultline.toml: state = /var/lib/faultline/state.db), writable by
+# the nonroot user; mount a volume here to keep it across containers.
+COPY --from=build --chown=65532:65532 /out/state /var/lib/faultline
+VOLUME /var/lib/faultline
 # Listeners on 0.0.0.0 (loopback is useless in a container); --config or flags override.
 ENV FAULTLINE_CONFIG=/etc/faultline/faultline.toml
 # 4317 OTLP/gRPC, 4318 OTLP/HTTP, 9464 /metrics, /api/v1, /healthz, /readyz.

@@ -87,7 +87,9 @@ impl SqliteBackend {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(|e| open_error(path, "not a usable SQLite database", e))?;
         writer
-            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
+            .execute_batch(
+                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+            )
             .map_err(|e| open_error(path, "cannot configure", e))?;
         embedded::migrations::runner()
             .run(&mut writer)
