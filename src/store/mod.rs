@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod fingerprints;
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 

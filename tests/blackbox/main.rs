@@ -3,6 +3,7 @@
 //! protocol requests for the edge cases. One test binary (ripgrep's layout).
 
 mod downstream;
+mod pg;
 mod support;
 
 mod analyze;
@@ -24,4 +25,5 @@ mod scenarios;
 mod security;
 mod shutdown;
 mod state;
+mod state_postgres;
 mod zoo;
