@@ -32,6 +32,7 @@ use crate::ingest::grpc::{OtlpGrpcReceiver, OtlpStatusLayer};
 use crate::ingest::{self, Clock, Ingest};
 use crate::pipeline::{self, AnalysisStage, TraceSink};
 use crate::store::backend::Backend;
+use crate::store::postgres::PostgresBackend;
 use crate::store::sqlite::SqliteBackend;
 use crate::store::writer::{StateObserver, Writer, WriterConfig};
 use crate::store::{VerdictObserver, VerdictStore};
@@ -198,9 +199,10 @@ async fn open_state(config: &Config, metrics: &mut Metrics) -> anyhow::Result<Ar
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<VerdictStore> {
         let backend: Arc<dyn Backend> = match &location {
             StateLocation::Sqlite(path) => Arc::new(SqliteBackend::open(path)?),
-            StateLocation::Postgres(_url) => {
-                anyhow::bail!("--state postgres://…: this build has no PostgreSQL state yet")
-            }
+            StateLocation::Postgres(url) => Arc::new(PostgresBackend::connect(
+                &url.0,
+                state.tls_ca_file.as_deref(),
+            )?),
             StateLocation::Memory | StateLocation::UrlFile(_) => {
                 unreachable!("resolved above")
             }

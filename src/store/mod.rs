@@ -91,6 +91,20 @@ struct State {
     writer: Writer,
 }
 
+impl Drop for VerdictStore {
+    fn drop(&mut self) {
+        // A backend may own a runtime of its own (the blocking PostgreSQL client does),
+        // which must not be dropped on a thread that drives async tasks: the last store
+        // is often dropped inside the service's runtime. Drop it on a plain thread.
+        if let Some(state) = self.state.take() {
+            let _ = std::thread::Builder::new()
+                .name("faultline-state-close".into())
+                .spawn(move || drop(state))
+                .map(|t| t.join());
+        }
+    }
+}
+
 /// Verdicts and fingerprint groups.
 pub struct VerdictStore {
     inner: Mutex<Inner>,
@@ -212,7 +226,7 @@ impl VerdictStore {
             return Some(v);
         }
         let db = self.readable()?;
-        match db.verdict(trace_id) {
+        match read_db(db, |db| db.verdict(trace_id)) {
             Ok(v) => v.map(Arc::new),
             Err(e) => {
                 read_failed(db, &e);
@@ -250,7 +264,7 @@ impl VerdictStore {
                 q.until_unix_nano = Some(q.until_unix_nano.map_or(oldest, |u| u.min(oldest)));
             }
         }
-        match db.verdicts(&q) {
+        match read_db(db, |db| db.verdicts(&q)) {
             Ok(stored) => merge_newest_first(mine, stored, q.limit),
             Err(e) => {
                 read_failed(db, &e);
@@ -263,7 +277,7 @@ impl VerdictStore {
     /// shared database, the fleet's.
     pub fn fingerprint(&self, fingerprint_id: &str) -> Option<FingerprintSummary> {
         if let Some(db) = self.readable().filter(|db| db.shared()) {
-            match db.group(fingerprint_id) {
+            match read_db(db, |db| db.group(fingerprint_id)) {
                 Ok(Some(g)) => return Some(g),
                 Ok(None) => {}
                 Err(e) => read_failed(db, &e),
@@ -275,7 +289,7 @@ impl VerdictStore {
     /// Fingerprint groups, most frequent first. With a shared database, the fleet's.
     pub fn fingerprints(&self, service: Option<&str>, limit: usize) -> Vec<FingerprintSummary> {
         if let Some(db) = self.readable().filter(|db| db.shared()) {
-            match db.groups(service, limit) {
+            match read_db(db, |db| db.groups(service, limit)) {
                 Ok(g) => return g,
                 Err(e) => read_failed(db, &e),
             }
@@ -286,6 +300,19 @@ impl VerdictStore {
     /// Traces retained.
     pub fn retained_traces(&self) -> usize {
         self.lock().traces.len()
+    }
+}
+
+/// Reads from `db`, once more when the first try finds it unavailable: a connection the
+/// server closed while it sat idle (a database restart) fails its next statement and is
+/// replaced on the retry.
+fn read_db<T>(
+    db: &dyn Backend,
+    read: impl Fn(&dyn Backend) -> Result<T, BackendError>,
+) -> Result<T, BackendError> {
+    match read(db) {
+        Err(BackendError::Unavailable(_)) => read(db),
+        other => other,
     }
 }
 

@@ -3,6 +3,7 @@
 //! protocol requests for the edge cases. One test binary (ripgrep's layout).
 
 mod downstream;
+mod lb_front;
 mod pg;
 mod support;
 
@@ -11,6 +12,7 @@ mod app_run;
 mod check_config;
 mod config_cli;
 mod docs;
+mod fleet;
 mod forward;
 mod fuzz_regressions;
 mod grafana_api;

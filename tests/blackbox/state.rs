@@ -169,7 +169,11 @@ fn a_trace_sent_again_after_the_late_span_window_keeps_one_verdict() {
     // of the same batch assembles it again.
     std::thread::sleep(Duration::from_millis(600));
     f.export_grpc(vec![request]);
-    f.wait_metric("faultline_resent_traces_total", 1.0, Duration::from_secs(20));
+    f.wait_metric(
+        "faultline_resent_traces_total",
+        1.0,
+        Duration::from_secs(20),
+    );
     assert_eq!(f.metric("faultline_verdicts_total"), 1.0);
     let (_, groups) = json(&f, "/api/v1/fingerprints");
     let g = &groups["fingerprints"][0];
@@ -183,5 +187,8 @@ fn a_trace_sent_again_after_the_late_span_window_keeps_one_verdict() {
         .filter(|l| l.starts_with("faultline_fingerprint_errors_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(errors, 1.0, "the fingerprint's counter counts the trace once");
+    assert_eq!(
+        errors, 1.0,
+        "the fingerprint's counter counts the trace once"
+    );
 }
